@@ -1,0 +1,266 @@
+"""Solve A : B :: C : ? in one space of a gallery, and report honestly what the answer is.
+
+:func:`prepare_inputs` turns references (gallery ids or paths, or any image file) into
+:class:`AnalogyInput` objects with normalised vectors for every space. :func:`solve_space` scores the
+gallery with a method (DESIGN.md section 2), applies exclusion, and returns a :class:`SpaceResult`
+with the top-k answers, what would have won without exclusion (and each input's rank), the top answer
+of every baseline, the verdicts, and the measurements behind them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import vectors as vec
+from .gallery import Gallery, space_key
+from .images import ImageError, bytes_sha256, describe, load_image
+from .labels import LabelScore, softmax, top_labels
+
+ROLES = ("A", "B", "C")
+VERDICTS = ("input", "only-c", "ignore-a", "near-duplicate", "genuine")
+
+
+class AnalogyError(ValueError):
+    """The question cannot be answered as asked; the message says why and what to do."""
+
+
+@dataclass
+class AnalogyInput:
+    """One of A, B, C. ``item_id`` is its gallery row when it is (or has the same content as) a
+    gallery item, else None. ``vectors`` maps space keys to (D,) float32 L2-normalised vectors."""
+
+    role: str
+    name: str
+    item_id: int | None
+    sha256: str | None
+    label: str | None
+    labels: list[LabelScore]
+    caption: str | None
+    captioner: str | None
+    vectors: dict[str, np.ndarray] = field(repr=False)
+
+    def as_dict(self) -> dict:
+        return {"role": self.role, "name": self.name, "id": self.item_id, "label": self.label,
+                "top_labels": [{"name": l.name, "probability": round(l.probability, 4)} for l in self.labels],
+                "caption": self.caption, "captioner": self.captioner}
+
+
+@dataclass
+class Hit:
+    """A gallery item as an answer: ``score`` under the method that ranked it."""
+
+    id: int
+    path: str
+    label: str | None
+    score: float
+    caption: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class SpaceResult:
+    """The answer in one space.
+
+    without_exclusion: ``winner`` ("A", "B", "C" or None: which input would be the answer with
+    nothing excluded), ``top`` (that answer: a Hit, or the input's name), ``input_ranks`` (1-based
+    rank of each input among gallery items and inputs, nothing excluded).
+    measurements: ``offset_norm`` |b - a|, ``typical_nn_distance``, ``offset_relative`` (their ratio),
+    ``offset_consistency`` cos(b - a, d - c) for the top answer d, ``cos_answer_c`` cos(d, c).
+    """
+
+    space: str
+    method: str
+    exclude: bool
+    results: list[Hit]
+    excluded: list[dict]
+    without_exclusion: dict
+    baselines: dict[str, Hit | None]
+    verdicts: list[str]
+    measurements: dict
+
+    @property
+    def top(self) -> Hit | None:
+        return self.results[0] if self.results else None
+
+    def as_dict(self) -> dict:
+        wo = dict(self.without_exclusion)
+        if isinstance(wo.get("top"), Hit):
+            wo["top"] = wo["top"].as_dict()
+        return {
+            "space": self.space, "method": self.method, "exclude": self.exclude,
+            "results": [h.as_dict() for h in self.results], "excluded": self.excluded,
+            "without_exclusion": wo,
+            "baselines": {k: (h.as_dict() if h else None) for k, h in self.baselines.items()},
+            "verdicts": self.verdicts,
+            "measurements": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.measurements.items()},
+        }
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list[AnalogyInput]:
+    """A, B, C from references: a gallery id, a gallery path, or any image file path (or bytes).
+
+    External images are decoded safely, classified, captioned (with ``captioner``, a callable
+    (images, logits) -> [(text, captioner name)], default: the gallery's own rule) and embedded; if
+    one has the same content as a gallery item it becomes that item. Raises AnalogyError or ImageError.
+    """
+    if len(refs) != 3:
+        raise AnalogyError(f"an analogy needs three images A, B, C; got {len(refs)}")
+    inputs: list[AnalogyInput | None] = [None, None, None]
+    external = []
+    for i, (role, ref) in enumerate(zip(ROLES, refs)):
+        if ref is None or (isinstance(ref, str) and not ref.strip()):
+            raise AnalogyError(f"image {role} is missing: pick a gallery image or upload one")
+        item_id = gallery.find(ref) if not isinstance(ref, (bytes, bytearray)) else None
+        if item_id is not None:
+            inputs[i] = gallery_input(gallery, role, item_id)
+            continue
+        if isinstance(ref, (str, Path)) and not Path(ref).exists():
+            raise AnalogyError(f"{role}: {ref} is neither a gallery item (id or path) nor an existing image file")
+        image = load_image(ref, max_pixels=gallery.settings.max_pixels, max_bytes=gallery.settings.max_file_bytes)
+        data = bytes(ref) if isinstance(ref, (bytes, bytearray)) else Path(ref).read_bytes()
+        digest = bytes_sha256(data)
+        same = gallery.find_hash(digest)
+        if same is not None:
+            inputs[i] = gallery_input(gallery, role, same)
+        else:
+            external.append((i, role, describe(ref), digest, image))
+    if external:
+        images = [e[4] for e in external]
+        out = models.classify(images)
+        from .captions import caption_external
+
+        captions = caption_external(gallery, models, images, out.logits) if captioner is None else captioner(images, out.logits)
+        texts = [c[0] for c in captions]
+        caption_vectors = models.embed_texts(texts) if gallery.captions is not None else None
+        for j, (i, role, name, digest, _) in enumerate(external):
+            vectors = {
+                "image:pooled": vec.l2_normalize(out.pooled[j]),
+                "image:logits": vec.l2_normalize(out.logits[j]),
+                "image:probs": vec.l2_normalize(softmax(out.logits[j:j + 1])[0]),
+            }
+            if caption_vectors is not None:
+                vectors["caption"] = vec.l2_normalize(caption_vectors[j])
+            labels = top_labels(out.logits[j:j + 1], 5)[0]
+            inputs[i] = AnalogyInput(role, name, None, digest, labels[0].name, labels,
+                                     captions[j][0], captions[j][1], vectors)
+    return inputs  # type: ignore[return-value]
+
+
+def gallery_input(gallery: Gallery, role: str, item_id: int) -> AnalogyInput:
+    item = gallery.items[item_id]
+    vectors = {space: gallery.vectors(space)[item_id] for space in _available_spaces(gallery)}
+    caption = gallery.captions.texts[item_id] if gallery.captions else None
+    captioner = gallery.captions.captioners[item_id] if gallery.captions else None
+    return AnalogyInput(role, item.path, item_id, item.sha256, item.label, gallery.top_labels(item_id),
+                        caption, captioner, vectors)
+
+
+def _available_spaces(gallery: Gallery) -> list[str]:
+    spaces = ["image:pooled", "image:logits", "image:probs"]
+    return spaces + (["caption"] if gallery.captions is not None else [])
+
+
+# --- solving -----------------------------------------------------------------------------------
+
+
+def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method: str = "3cosadd",
+                exclude: bool = True, top_k: int = 5) -> SpaceResult:
+    """Answer the analogy in one space (a key of :data:`pipeline.gallery.SPACES`)."""
+    if method not in vec.ALL_METHODS:
+        raise AnalogyError(f"unknown method {method!r}: choose one of {', '.join(vec.ALL_METHODS)}")
+    if space not in inputs[0].vectors:
+        raise AnalogyError(f"space {space!r} is not available for this gallery")
+    settings = gallery.settings
+    index = gallery.index(space)
+    a, b, c = (inp.vectors[space] for inp in inputs)
+    sims = index.similarities(np.stack([a, b, c]))  # (N, 3): cos(d, a), cos(d, b), cos(d, c)
+    gram = vec.gram_matrix(a, b, c)
+    eps = settings.cosmul_eps
+    scores = {m: vec.method_scores(sims, gram, m, eps) for m in dict.fromkeys([method, *vec.BASELINES])}
+
+    excluded = _exclusions(inputs, sims, settings.near_duplicate_threshold)
+    excluded_ids = [e["id"] for e in excluded] if exclude else []
+
+    def hits(method_scores: np.ndarray, k: int, skip) -> list[Hit]:
+        ids, values = vec.top_k(method_scores, k, exclude=skip)
+        return [_hit(gallery, int(i), float(s)) for i, s in zip(ids, values)]
+
+    results = hits(scores[method], top_k, excluded_ids)
+    baselines = {}
+    for name in vec.BASELINES:
+        top = hits(scores[name], 1, excluded_ids)
+        baselines[name] = top[0] if top else None
+    without = _without_exclusion(gallery, inputs, scores[method], gram, method, eps)
+
+    measurements = {"offset_norm": vec.offset_norm(a, b), "typical_nn_distance": gallery.typical_nn_distance(space)}
+    measurements["offset_relative"] = (measurements["offset_norm"] / measurements["typical_nn_distance"]
+                                       if measurements["typical_nn_distance"] > 0 else float("inf"))
+    verdicts: list[str] = []
+    if results:
+        d = gallery.vectors(space)[results[0].id]
+        measurements["offset_consistency"] = vec.offset_consistency(a, b, c, d)
+        measurements["cos_answer_c"] = float(np.clip(np.dot(d, c), -1, 1))
+        verdicts = verdicts_for(results[0], without["winner"], baselines, measurements["cos_answer_c"],
+                                settings.near_duplicate_threshold)
+    return SpaceResult(space, method, exclude, results, excluded if exclude else [], without, baselines,
+                       verdicts, measurements)
+
+
+def verdicts_for(top: Hit, winner: str | None, baselines: dict[str, Hit | None], cos_answer_c: float,
+                 threshold: float) -> list[str]:
+    """DESIGN.md's verdicts on a top-1 answer (several may hold; ``genuine`` when none does)."""
+    verdicts = []
+    if winner is not None:
+        verdicts.append("input")
+    if baselines.get("only-c") and baselines["only-c"].id == top.id:
+        verdicts.append("only-c")
+    if baselines.get("ignore-a") and baselines["ignore-a"].id == top.id:
+        verdicts.append("ignore-a")
+    if cos_answer_c > threshold:
+        verdicts.append("near-duplicate")
+    return verdicts or ["genuine"]
+
+
+def _hit(gallery: Gallery, item_id: int, score: float) -> Hit:
+    item = gallery.items[item_id]
+    caption = gallery.captions.texts[item_id] if gallery.captions else None
+    return Hit(item_id, item.path, item.label, score, caption)
+
+
+def _exclusions(inputs: list[AnalogyInput], sims: np.ndarray, threshold: float) -> list[dict]:
+    """Gallery rows to exclude: inputs by id; for uploaded inputs, near-duplicates (cos > threshold)."""
+    excluded: dict[int, str] = {}
+    for column, inp in enumerate(inputs):
+        if inp.item_id is not None:
+            excluded.setdefault(inp.item_id, f"input {inp.role}")
+        else:
+            for row in np.flatnonzero(sims[:, column] > threshold):
+                excluded.setdefault(int(row), f"near-duplicate of uploaded {inp.role} (cos {sims[row, column]:.3f})")
+    return [{"id": i, "reason": r} for i, r in excluded.items()]
+
+
+def _without_exclusion(gallery, inputs, gallery_scores, gram, method, eps) -> dict:
+    """What wins with nothing excluded, among gallery items and the (uploaded) inputs themselves."""
+    external = [inp for inp in inputs if inp.item_id is None]
+    # The inputs' own scores: their similarities to a, b, c are rows of the Gram matrix.
+    input_scores = vec.method_scores(gram.astype(np.float32), gram, method, eps)
+    candidates = np.concatenate([gallery_scores, input_scores[[ROLES.index(i.role) for i in external]]])
+    order_ids, _ = vec.top_k(candidates, 1)
+    best = int(order_ids[0])
+    n = len(gallery_scores)
+    if best >= n:
+        winner_input = external[best - n]
+        winner, top = winner_input.role, winner_input.name
+    else:
+        top = _hit(gallery, best, float(gallery_scores[best]))
+        winner = next((inp.role for inp in inputs if inp.item_id == best), None)
+    positions = {inp.role: (inp.item_id if inp.item_id is not None else n + external.index(inp)) for inp in inputs}
+    ranks = vec.ranks(candidates, [positions[r] for r in ROLES])
+    return {"winner": winner, "top": top, "input_ranks": dict(zip(ROLES, ranks))}

@@ -1,0 +1,114 @@
+"""Captions for a gallery and for uploaded images, and their sentence embeddings, cached.
+
+Which captioner runs follows :func:`pipeline.models.captioners.resolve_captioner` (the ``auto`` rule:
+human captions from files where present, else BLIP where it loads and the time is reasonable, else
+templates over the classifier's labels; every fallback is announced). Each caption keeps the name of
+the captioner that wrote it.
+
+Cache files in the gallery's store: ``captions-<captioner>.json`` (content hash -> caption, for BLIP)
+and ``caption-vectors-<text model>.npy`` with ``caption-vectors-<text model>.json`` (the texts, in row
+order, and the array's checksum): embeddings are reused by text, so only new captions are embedded.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .labels import top_labels
+from .storage import CacheError, read_array, read_json, write_array, write_json
+
+BLIP_CHUNK = 16
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
+
+
+def labels_captions(models, logits: np.ndarray) -> list[str]:
+    """Template captions from (N, 1000) logits via the top-5 ImageNet labels."""
+    predictions = [[(l.name, l.probability) for l in row] for row in top_labels(np.asarray(logits), 5)]
+    return models.labels_captioner.caption_predictions(predictions)
+
+
+def caption_gallery(gallery, models, settings, progress=None):
+    """Captions (texts, captioner names, embeddings) for every gallery item; see module docstring."""
+    from .gallery import Captions
+    from .images import load_image
+    from .models.captioners import FileCaptions, resolve_captioner
+
+    progress = progress or (lambda done, total, what: None)
+    n = len(gallery)
+    file_captions = FileCaptions.from_folder(gallery.root)
+    chosen, announcement = resolve_captioner(
+        settings.captioner, n_items=n, device=models.device, file_captions_available=len(file_captions) > 0,
+        blip_model=settings.blip_model, blip_cpu_item_limit=settings.blip_cpu_item_limit, try_blip=models.blip)
+    texts: list[str | None] = [None] * n
+    captioners: list[str | None] = [None] * n
+    if chosen == "file":
+        for item in gallery.items:
+            text = file_captions.lookup(gallery.root / item.path)
+            if text:
+                texts[item.id], captioners[item.id] = text, "file"
+    elif chosen == "blip":
+        blip_name = models.blip().name
+        cache_path = gallery.store / f"captions-{_safe(blip_name)}.json"
+        try:
+            cached = read_json(cache_path) if cache_path.exists() else {}
+        except CacheError:
+            cached = {}
+        missing = [item for item in gallery.items if item.sha256 not in cached]
+        for start in range(0, len(missing), BLIP_CHUNK):
+            chunk = missing[start:start + BLIP_CHUNK]
+            images = [load_image(gallery.path(item.id), max_pixels=settings.max_pixels) for item in chunk]
+            for item, text in zip(chunk, models.blip_captions(images)):
+                cached[item.sha256] = text
+            write_json(cache_path, cached)  # after each chunk, so an interrupted run resumes
+            progress(start + len(chunk), len(missing), "captioning with BLIP")
+        for item in gallery.items:
+            texts[item.id], captioners[item.id] = cached[item.sha256], blip_name
+    missing_ids = [i for i in range(n) if texts[i] is None]
+    if missing_ids:
+        fallback = labels_captions(models, np.asarray(gallery.logits)[missing_ids])
+        for i, text in zip(missing_ids, fallback):
+            texts[i], captioners[i] = text, "labels"
+        if chosen == "file":
+            note = f"{len(missing_ids)} of {n} images have no caption file; their captions come from the classifier's labels."
+            announcement = f"{announcement} {note}" if announcement else note
+    progress(0, n, "embedding captions")
+    vectors = embed_cached(gallery.store, models, settings.text_model, texts)
+    progress(n, n, "embedding captions")
+    return Captions(texts, captioners, vectors, settings.text_model, announcement)  # type: ignore[arg-type]
+
+
+def embed_cached(store, models, text_model: str, texts: list[str]) -> np.ndarray:
+    """(N, D) float32 L2-normalised embeddings of ``texts``, reusing the store's cached rows by text."""
+    base = store / f"caption-vectors-{_safe(text_model)}"
+    known: dict[str, np.ndarray] = {}
+    try:
+        meta = read_json(base.with_suffix(".json"))
+        old = read_array(base.with_suffix(".npy"), meta["sha256"], mmap=False)
+        known = {t: old[i] for i, t in enumerate(meta["texts"])}
+    except (CacheError, KeyError, TypeError, IndexError):
+        pass
+    new_texts = sorted({t for t in texts if t not in known})
+    if new_texts:
+        for t, v in zip(new_texts, models.embed_texts(new_texts)):
+            known[t] = v
+    if not texts:
+        return np.zeros((0, 384), np.float32)
+    vectors = np.stack([known[t] for t in texts]).astype(np.float32)
+    if new_texts:
+        digest = write_array(base.with_suffix(".npy"), vectors)
+        write_json(base.with_suffix(".json"), {"texts": texts, "sha256": digest, "text_model": text_model})
+    return vectors
+
+
+def caption_external(gallery, models, images, logits: np.ndarray) -> list[tuple[str, str]]:
+    """(caption, captioner name) for uploaded images, by the gallery's captioner where it can run on
+    a single image (BLIP), else the classifier's labels (an upload has no caption file)."""
+    captioners = set(gallery.captions.captioners) if gallery.captions else set()
+    blip_names = [c for c in captioners if c.startswith("blip:")]
+    if blip_names:
+        return [(text, blip_names[0]) for text in models.blip_captions(list(images))]
+    return [(text, "labels") for text in labels_captions(models, logits)]

@@ -1,0 +1,488 @@
+"""A gallery: any folder of images, turned into cached vectors, labels and captions.
+
+Building a gallery (:func:`build_gallery`):
+
+1. scan the folder recursively for image files (symlinks that leave the folder are skipped);
+2. hash every file (SHA-256); labels come from imagen-style names (``<wnid>_<id>_<label>.jpg``),
+   else the parent folder's name, else an optional ``labels.csv`` (``file,label``);
+3. compute convnet activations only for content not already in the cache: in chunks, each chunk
+   saved atomically as a shard under ``<store>/shards/`` so that an interrupted build resumes;
+4. consolidate aligned arrays (``pooled.npy``, ``logits.npy``) and write the manifest last.
+
+Files that cannot be decoded are skipped and reported (path and reason), never fatal.
+
+The store lives in ``<cache_dir>/galleries/<folder name>-<hash of its absolute path>/``. Its
+``manifest.json`` records the backbone, dims, library versions, the items with content hashes and
+checksums of every array, so a damaged file is detected and recomputed, never used.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import vectors as vec
+from .config import Settings
+from .images import IMAGE_SUFFIXES, ImageError, file_sha256, load_image
+from .index import StaleIndexError, VectorIndex, load_index
+from .labels import softmax, top_labels
+from .storage import CacheError, atomic_write_bytes, read_array, read_json, write_array, write_json
+
+MANIFEST_VERSION = 1
+CHUNK = 128
+IMAGEN_NAME = re.compile(r"^(n\d{8})_(\d+)_(.+)$")
+Progress = Callable[[int, int, str], None]
+"""progress(done, total, what): called as long work advances."""
+
+
+class GalleryError(ValueError):
+    """The gallery folder cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One image of the gallery. ``id`` is its row in every array; ``path`` is relative to the root
+    (forward slashes)."""
+
+    id: int
+    path: str
+    sha256: str
+    label: str | None = None
+    wnid: str | None = None
+
+
+@dataclass
+class BuildStats:
+    items: int = 0
+    computed: int = 0
+    reused: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"items": self.items, "computed": self.computed, "reused": self.reused,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "seconds": round(self.seconds, 3)}
+
+
+# --- scanning and labels ------------------------------------------------------------------------
+
+
+def scan_folder(root: Path) -> list[str]:
+    """Relative paths (sorted, forward slashes) of image files under ``root``, by suffix.
+
+    Hidden files and folders are skipped, and so is any link that resolves outside ``root``.
+    """
+    root = Path(root)
+    real_root = root.resolve()
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            resolved = path.resolve()
+            if not resolved.is_relative_to(real_root) or not resolved.is_file():
+                continue
+        except OSError:
+            continue
+        found.append(relative.as_posix())
+    return sorted(found)
+
+
+def read_labels_csv(root: Path) -> dict[str, str]:
+    """``labels.csv`` at the root (header ``file,label``), if present; else {}."""
+    path = Path(root) / "labels.csv"
+    if not path.exists():
+        return {}
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            return {row["file"].strip(): row["label"].strip() for row in csv.DictReader(f) if row.get("file")}
+    except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise GalleryError(f"{path}: cannot read labels ({exc}). It needs a header 'file,label'.") from exc
+
+
+def label_for(relative: str, csv_labels: dict[str, str]) -> tuple[str | None, str | None]:
+    """(label, wnid) of an item: imagen file name, else parent folder name, else labels.csv."""
+    parts = relative.split("/")
+    match = IMAGEN_NAME.match(Path(parts[-1]).stem)
+    if match:
+        return match.group(3).replace("_", " "), match.group(1)
+    if len(parts) > 1:
+        return parts[-2], None
+    return csv_labels.get(relative), None
+
+
+# --- the gallery --------------------------------------------------------------------------------
+
+
+def store_dir_for(root: Path, settings: Settings) -> Path:
+    root = Path(root).resolve()
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name)[:40] or "gallery"
+    return settings.cache_dir / "galleries" / f"{safe}-{digest}"
+
+
+SPACES = ("image:pooled", "image:logits", "image:probs", "caption")
+
+
+def space_key(space: str, layer: str) -> str:
+    """``image`` + layer -> ``image:<layer>``; ``caption`` -> ``caption``."""
+    if space == "caption":
+        return "caption"
+    if space == "image":
+        return f"image:{layer}"
+    raise ValueError(f"unknown space {space!r}: use 'image' or 'caption'")
+
+
+@dataclass
+class Captions:
+    """Per item: the caption text and the name of the captioner that wrote it; vectors (N, D) float32
+    L2-normalised sentence embeddings of the texts, by ``text_model``."""
+
+    texts: list[str]
+    captioners: list[str]
+    vectors: np.ndarray
+    text_model: str
+    announcement: str | None = None
+
+
+class Gallery:
+    """A built gallery: items, raw activations, captions, and normalised vectors per space.
+
+    pooled: (N, P) float32 raw penultimate activations; logits: (N, 1000) float32 raw logits (both
+    read-only memory maps of the cache). ``vectors(space)`` are L2-normalised float32 copies.
+    """
+
+    def __init__(self, root: Path, items: list[GalleryItem], pooled: np.ndarray, logits: np.ndarray,
+                 store: Path, model_key: str, settings: Settings):
+        self.root = Path(root)
+        self.items = items
+        self.pooled = pooled
+        self.logits = logits
+        self.store = store
+        self.model_key = model_key
+        self.settings = settings
+        self.captions: Captions | None = None
+        self._vectors: dict[str, np.ndarray] = {}
+        self._indexes: dict[str, VectorIndex] = {}
+        self._by_path = {item.path: item.id for item in items}
+        self._by_hash = {}
+        for item in items:
+            self._by_hash.setdefault(item.sha256, item.id)
+        self.digest = hashlib.sha256("\n".join(f"{i.path}\t{i.sha256}" for i in items).encode()).hexdigest()
+        self._nn_distance: dict[str, float] = {}
+        self.index_messages: list[str] = []  # what was rebuilt or recomputed, and why
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def labelled(self) -> bool:
+        return any(item.label for item in self.items)
+
+    def path(self, item_id: int) -> Path:
+        return self.root / self.items[item_id].path
+
+    def find(self, ref) -> int | None:
+        """The id of a gallery item named by id (int or digits), relative path, path inside the
+        root, or content hash; None when ``ref`` is not a gallery item."""
+        if isinstance(ref, (int, np.integer)):
+            return int(ref) if 0 <= int(ref) < len(self.items) else None
+        text = str(ref).strip()
+        if text.lstrip("#").isdigit():
+            number = int(text.lstrip("#"))
+            return number if 0 <= number < len(self.items) else None
+        if text in self._by_path:
+            return self._by_path[text]
+        candidate = Path(text)
+        try:
+            if candidate.is_absolute() or candidate.exists():
+                relative = candidate.resolve().relative_to(self.root.resolve()).as_posix()
+                return self._by_path.get(relative)
+        except (ValueError, OSError):
+            return None
+        return None
+
+    def find_hash(self, sha256: str) -> int | None:
+        return self._by_hash.get(sha256)
+
+    def vectors(self, space: str) -> np.ndarray:
+        """(N, D) float32 L2-normalised vectors of a space key (see :data:`SPACES`)."""
+        if space not in self._vectors:
+            self._vectors[space] = space_vectors(space, self.pooled, self.logits, self.captions)
+        return self._vectors[space]
+
+    def index(self, space: str) -> VectorIndex:
+        """The FAISS index of a space, loaded from the store when its manifest matches, else built
+        and saved (a stale or damaged file is replaced, with its reason logged in ``index_messages``)."""
+        if space not in self._indexes:
+            vectors = self.vectors(space)
+            path = self.store / f"index-{space.replace(':', '-')}.faiss"
+            expect = {"model": self.model_key if space != "caption" else self.captions.text_model,
+                      "space": space, "items_digest": self.digest,
+                      "captions_digest": _captions_digest(self.captions) if space == "caption" else None}
+            try:
+                self._indexes[space] = load_index(path, vectors, expect)
+            except StaleIndexError as exc:
+                self.index_messages.append(f"rebuilt {space} index: {exc}")
+                index = VectorIndex.build(vectors)
+                try:
+                    index.save(path, expect)
+                except CacheError as save_error:
+                    self.index_messages.append(f"could not save the {space} index: {save_error}")
+                self._indexes[space] = index
+        return self._indexes[space]
+
+    def typical_nn_distance(self, space: str) -> float:
+        """Median distance from an item to its nearest other item in a space (cached)."""
+        if space not in self._nn_distance:
+            vectors = self.vectors(space)
+            self._nn_distance[space] = vec.typical_nn_distance(vectors) if len(vectors) >= 2 else 0.0
+        return self._nn_distance[space]
+
+    def top_labels(self, item_id: int, k: int = 5):
+        return top_labels(np.asarray(self.logits[item_id:item_id + 1]), k)[0]
+
+
+def space_vectors(space: str, pooled: np.ndarray, logits: np.ndarray, captions: Captions | None) -> np.ndarray:
+    """Normalised (N, D) float32 vectors of a space key from raw arrays (probs = softmax(logits))."""
+    if space == "image:pooled":
+        return vec.l2_normalize(np.asarray(pooled, dtype=np.float32))
+    if space == "image:logits":
+        return vec.l2_normalize(np.asarray(logits, dtype=np.float32))
+    if space == "image:probs":
+        return vec.l2_normalize(softmax(np.asarray(logits, dtype=np.float32)))
+    if space == "caption":
+        if captions is None:
+            raise GalleryError("this gallery has no captions yet; build it with captions first")
+        return vec.l2_normalize(captions.vectors)
+    raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
+
+
+def _captions_digest(captions: Captions | None) -> str | None:
+    if captions is None:
+        return None
+    return hashlib.sha256("\n".join(captions.texts).encode()).hexdigest()
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def build_gallery(root: Path, settings: Settings, models, progress: Progress | None = None,
+                  with_captions: bool = True) -> tuple[Gallery, BuildStats]:
+    """Build (or load from cache) the gallery of the folder ``root``; see the module docstring.
+
+    ``models`` is a :class:`pipeline.models.Models`. Returns the gallery and what the build did.
+    Raises GalleryError for a missing, empty or unreadable folder and CacheError for an unwritable cache.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    if not root.exists():
+        raise GalleryError(f"gallery folder {root} does not exist. Give a folder of images (JPEG, PNG, WebP, BMP, GIF).")
+    if not root.is_dir():
+        raise GalleryError(f"{root} is not a folder. Give a folder of images with --gallery.")
+    root = root.resolve()
+    progress = progress or (lambda done, total, what: None)
+    relative_paths = scan_folder(root)
+    if not relative_paths:
+        raise GalleryError(f"gallery folder {root} has no image files (JPEG, PNG, WebP, BMP, GIF).")
+    if len(relative_paths) > settings.max_gallery_items:
+        raise GalleryError(f"gallery folder {root} has {len(relative_paths)} images, over the limit of "
+                           f"{settings.max_gallery_items} (IAE_MAX_GALLERY_ITEMS).")
+    csv_labels = read_labels_csv(root)
+
+    hashes = []
+    for n, relative in enumerate(relative_paths):
+        try:
+            hashes.append(file_sha256(root / relative))
+        except OSError:
+            hashes.append(None)
+        if n % 64 == 0:
+            progress(n, len(relative_paths), "hashing files")
+    progress(len(relative_paths), len(relative_paths), "hashing files")
+
+    store = store_dir_for(root, settings)
+    classifier = models.classifier
+    model_key = classifier.model_key
+    table = FeatureTable.load(store, model_key)
+    stats = BuildStats()
+
+    todo = [(rel, h) for rel, h in zip(relative_paths, hashes) if h is not None and h not in table and h not in table.rejected]
+    todo = list({h: (rel, h) for rel, h in todo}.values())  # each content once
+    stats.computed = len(todo)
+    if todo:
+        _compute_features(root, todo, table, models, settings, progress)
+
+    items, rows = [], []
+    for relative, digest in zip(relative_paths, hashes):
+        if digest is None:
+            stats.skipped.append((relative, "cannot be read"))
+        elif digest in table.rejected:
+            stats.skipped.append((relative, table.rejected[digest]))
+        else:
+            label, wnid = label_for(relative, csv_labels)
+            items.append(GalleryItem(len(items), relative, digest, label, wnid))
+            rows.append(digest)
+    if not items:
+        raise GalleryError(f"none of the {len(relative_paths)} image files in {root} could be decoded "
+                           f"(first: {stats.skipped[0][0]}: {stats.skipped[0][1]}).")
+    stats.items = len(items)
+    computed_now = {digest for _, digest in todo}
+    stats.reused = sum(1 for digest in rows if digest not in computed_now)
+    pooled, logits = table.consolidate(store, rows, items, root, classifier)
+    gallery = Gallery(root, items, pooled, logits, store, model_key, settings)
+    gallery.index_messages = list(table.messages)
+    if with_captions:
+        from .captions import caption_gallery
+
+        gallery.captions = caption_gallery(gallery, models, settings, progress)
+    stats.seconds = time.perf_counter() - started
+    return gallery, stats
+
+
+def _decode_chunk(root: Path, chunk: list[tuple[str, str]], settings: Settings, preprocess):
+    """Decode and preprocess one chunk: (hashes, batch (n, 3, 224, 224) float32 or None, rejected)."""
+    images, good, rejected = [], [], {}
+    for relative, digest in chunk:
+        try:
+            images.append(load_image(root / relative, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes))
+            good.append(digest)
+        except ImageError as exc:
+            rejected[digest] = str(exc)
+    return good, (preprocess(images) if images else None), rejected
+
+
+def _compute_features(root, todo, table: "FeatureTable", models, settings: Settings, progress: Progress) -> None:
+    """Run the convnet over ``todo`` [(relative path, sha256)], decoding the next chunk on a worker
+    thread while the network runs on the current one; each chunk is saved as a shard at once."""
+    chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
+    preprocess = models.classifier.preprocess
+    done = 0
+    progress(0, len(todo), "computing activations")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_decode_chunk, root, chunks[0], settings, preprocess)
+        for i in range(len(chunks)):
+            good, batch, rejected = pending.result()
+            if i + 1 < len(chunks):
+                pending = pool.submit(_decode_chunk, root, chunks[i + 1], settings, preprocess)
+            outputs = [models.run_classifier(batch[s:s + settings.batch_size])
+                       for s in range(0, len(good), settings.batch_size)] if good else []
+            pooled = np.concatenate([o.pooled for o in outputs]) if outputs else None
+            logits = np.concatenate([o.logits for o in outputs]) if outputs else None
+            table.add_shard(good, pooled, logits, rejected)
+            done += len(chunks[i])
+            progress(done, len(todo), "computing activations")
+
+
+class FeatureTable:
+    """Content hash -> (pooled, logits) rows for one backbone: the consolidated arrays of the last
+    build plus shards written since. Files whose checksum fails are dropped (and recomputed)."""
+
+    def __init__(self, store: Path, model_key: str):
+        self.store = Path(store)
+        self.model_key = model_key
+        self.rows: dict[str, tuple[np.ndarray, int]] = {}  # hash -> (source index, row)
+        self.sources: list[tuple[np.ndarray, np.ndarray]] = []  # (pooled, logits)
+        self.rejected: dict[str, str] = {}
+        self.messages: list[str] = []
+        self.shard_paths: list[Path] = []
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.rows
+
+    @classmethod
+    def load(cls, store: Path, model_key: str) -> "FeatureTable":
+        table = cls(store, model_key)
+        manifest_path = table.store / "manifest.json"
+        if manifest_path.exists():
+            try:
+                manifest = read_json(manifest_path)
+                if manifest.get("version") == MANIFEST_VERSION and manifest.get("model") == model_key:
+                    pooled = read_array(table.store / "pooled.npy", manifest["arrays"]["pooled"])
+                    logits = read_array(table.store / "logits.npy", manifest["arrays"]["logits"])
+                    table._add_source([item["sha256"] for item in manifest["items"]], pooled, logits)
+                    table.rejected.update(manifest.get("rejected", {}))
+                elif manifest.get("model") != model_key:
+                    table.messages.append(f"cache was built with {manifest.get('model')}; recomputing for {model_key}")
+            except (CacheError, KeyError, TypeError) as exc:
+                table.messages.append(f"gallery cache damaged, recomputing: {exc}")
+        for shard in sorted((table.store / "shards").glob("*.npz")):
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    if str(data["model"]) != model_key:
+                        continue
+                    table._add_source(list(data["hashes"]), data["pooled"], data["logits"])
+                    table.rejected.update(dict(zip(data["rejected_hashes"], data["rejected_reasons"])))
+                table.shard_paths.append(shard)
+            except Exception as exc:  # a torn or foreign shard: ignore it, its images are recomputed
+                table.messages.append(f"ignored damaged shard {shard.name}: {exc}")
+        return table
+
+    def _add_source(self, hashes: list[str], pooled: np.ndarray, logits: np.ndarray) -> None:
+        source = len(self.sources)
+        self.sources.append((pooled, logits))
+        for row, digest in enumerate(hashes):
+            self.rows[str(digest)] = (source, row)
+
+    def add_shard(self, hashes: list[str], pooled, logits, rejected: dict[str, str]) -> None:
+        """Save one computed chunk atomically under ``shards/`` and add it to the table."""
+        dim_p = pooled.shape[1] if pooled is not None else 0
+        pooled = pooled if pooled is not None else np.zeros((0, dim_p), np.float32)
+        logits = logits if logits is not None else np.zeros((0, 1000), np.float32)
+        buffer = io.BytesIO()
+        np.savez(buffer, model=np.array(self.model_key), hashes=np.array(hashes, dtype="U64"),
+                 pooled=pooled, logits=logits,
+                 rejected_hashes=np.array(list(rejected), dtype="U64"),
+                 rejected_reasons=np.array(list(rejected.values()), dtype=str))
+        path = self.store / "shards" / f"{uuid.uuid4().hex}.npz"
+        atomic_write_bytes(path, buffer.getvalue())
+        self.shard_paths.append(path)
+        if len(hashes):
+            self._add_source(hashes, pooled, logits)
+        self.rejected.update(rejected)
+
+    def consolidate(self, store: Path, hashes: list[str], items: list[GalleryItem], root: Path, classifier):
+        """Write aligned pooled/logits arrays for ``hashes`` and the manifest (last), remove shards,
+        and return the arrays as read-only memory maps."""
+        import platform
+
+        import faiss
+
+        manifest_path = store / "manifest.json"
+        unchanged = False
+        if manifest_path.exists() and not self.shard_paths:
+            try:
+                manifest = read_json(manifest_path)
+                unchanged = (manifest.get("model") == self.model_key and
+                             [i["sha256"] for i in manifest["items"]] == hashes and
+                             [i["path"] for i in manifest["items"]] == [i.path for i in items])
+            except (CacheError, KeyError):
+                unchanged = False
+        if unchanged:
+            pooled = read_array(store / "pooled.npy")
+            logits = read_array(store / "logits.npy")
+            return pooled, logits
+        pooled = np.stack([self.sources[self.rows[h][0]][0][self.rows[h][1]] for h in hashes]).astype(np.float32)
+        logits = np.stack([self.sources[self.rows[h][0]][1][self.rows[h][1]] for h in hashes]).astype(np.float32)
+        checksums = {"pooled": write_array(store / "pooled.npy", pooled), "logits": write_array(store / "logits.npy", logits)}
+        write_json(manifest_path, {
+            "version": MANIFEST_VERSION, "root": str(root), "model": self.model_key, "backbone": classifier.name,
+            "dims": {"pooled": int(pooled.shape[1]), "logits": int(logits.shape[1])},
+            "libraries": {"numpy": np.__version__, "faiss": faiss.__version__, "python": platform.python_version()},
+            "arrays": checksums, "rejected": self.rejected,
+            "items": [{"path": i.path, "sha256": i.sha256, "label": i.label, "wnid": i.wnid} for i in items],
+        })
+        for shard in self.shard_paths:
+            shard.unlink(missing_ok=True)
+        return read_array(store / "pooled.npy"), read_array(store / "logits.npy")

@@ -1,0 +1,101 @@
+"""Small, careful file I/O: atomic writes, checksummed arrays and JSON.
+
+Every write goes to a temporary file in the same folder, is fsynced, then renamed over the target, so
+a reader sees the old file or the new one, never half of one, and a build killed at any point leaves
+the cache as it was or complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class CacheError(RuntimeError):
+    """A cache file is missing, damaged or unwritable; the message says which and what to do."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    except OSError as exc:
+        raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
+                         "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise CacheError(f"cannot write {path} ({exc.strerror or exc}; is the disk full?). "
+                         "Free some space or choose another cache folder with --cache-dir.") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+
+
+def read_json(path: Path):
+    """Parsed JSON, or CacheError naming the file when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CacheError(f"{path} is missing") from exc
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"{path} is damaged ({exc})") from exc
+
+
+def write_array(path: Path, array: np.ndarray) -> str:
+    """Save ``array`` as .npy atomically; return the SHA-256 of the file's bytes."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def read_array(path: Path, sha256: str | None = None, mmap: bool = True) -> np.ndarray:
+    """Load a .npy written by :func:`write_array`, memory-mapped read-only by default.
+
+    With ``sha256`` the file's bytes are checked first; a mismatch or a damaged file raises CacheError.
+    """
+    path = Path(path)
+    try:
+        if sha256 is not None:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+            if h.hexdigest() != sha256:
+                raise CacheError(f"{path.name} is damaged (checksum mismatch)")
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except CacheError:
+        raise
+    except FileNotFoundError as exc:
+        raise CacheError(f"{path} is missing") from exc
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"{path.name} is damaged ({exc})") from exc
