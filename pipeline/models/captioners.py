@@ -56,7 +56,12 @@ class Caption:
 
 
 class CaptionerUnavailable(RuntimeError):
-    """A captioner cannot be used here. The message is one line: why, and what to do instead."""
+    """A captioner cannot be used here. The message is one line: why, and what to do instead;
+    ``reason`` is the why alone (for announcing a fallback that has already been taken)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,18 +192,13 @@ class BlipCaptioner:
         self.name = f"blip:{Path(model).expanduser().resolve().name if local else model}"
 
         advice = "Use --captioner labels for offline label captions."
-        load_kwargs: dict = {}
-        if not local:
-            if _hub_offline():
-                load_kwargs["local_files_only"] = True
-                reason = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
-            elif not _hub_reachable():
-                load_kwargs["local_files_only"] = True
-                reason = "the Hugging Face hub is unreachable and it is not in the local cache"
-            else:
-                reason = None
-        else:
-            reason = None
+        # Offline or hub unreachable: load from the local cache only, so failure is instant.
+        reason = None
+        if not local and _hub_offline():
+            reason = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+        elif not local and not _hub_reachable():
+            reason = "the Hugging Face hub is unreachable and it is not in the local cache"
+        load_kwargs = {"local_files_only": True} if reason else {}
 
         try:
             import torch
@@ -209,8 +209,8 @@ class BlipCaptioner:
             self.model = BlipForConditionalGeneration.from_pretrained(model, dtype=self.dtype, **load_kwargs)
             self.model.to(device).eval()
         except Exception as exc:
-            why = reason or _one_line(exc)
-            raise CaptionerUnavailable(f"BLIP model {model!r} could not be loaded ({why}). {advice}") from exc
+            why = f"BLIP model {model!r} could not be loaded ({reason or _one_line(exc)})"
+            raise CaptionerUnavailable(f"{why}. {advice}", reason=why) from exc
 
     def caption(self, images: list["Image.Image"], batch_size: int = 8) -> list[str]:
         """One caption per image, generated in batches of ``batch_size`` (at most ``max_new_tokens``
@@ -390,5 +390,5 @@ def resolve_captioner(
     try:
         load_blip()
     except CaptionerUnavailable as exc:
-        return "labels", f"Captions: ImageNet-label templates, because BLIP is unavailable: {exc}"
+        return "labels", f"Captions: ImageNet-label templates, because {exc.reason.rstrip('.')}."
     return "blip", None

@@ -1,0 +1,4 @@
+"""``python -m pipeline``: see :mod:`pipeline.cli`."""
+from .cli import main
+
+raise SystemExit(main())

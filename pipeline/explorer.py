@@ -1,0 +1,172 @@
+"""The product's front door: one object that the CLI, the app and the evaluation share.
+
+An :class:`Explorer` holds settings, the lazily loaded models and the current gallery, and answers
+questions with dataclasses: ``labels`` (what the classifier sees), ``caption``, and ``analogy`` (both
+spaces, agreement and explanation, as an :class:`AnalogyReport`).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import default_gallery
+from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
+from .config import Settings
+from .gallery import BuildStats, Gallery, Progress, build_gallery, space_key
+from .images import load_image
+from .labels import LabelScore, top_labels
+
+
+@dataclass
+class AnalogyReport:
+    """Everything about one question A : B :: C : ?.
+
+    image_space / caption_space: :class:`SpaceResult` (caption_space None when the gallery has no
+    captions). text_answer: the nearest sentence to the caption-space query in a vocabulary of class
+    names and gallery captions. agreement: how the two spaces compare. explanation: chat messages
+    [{"role": "assistant", "content": str}].
+    """
+
+    inputs: list[AnalogyInput]
+    method: str
+    layer: str
+    exclude: bool
+    top_k: int
+    image_space: SpaceResult
+    caption_space: SpaceResult | None
+    gallery: dict
+    text_answer: dict | None = None
+    agreement: dict | None = None
+    explanation: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "question": {"A": self.inputs[0].name, "B": self.inputs[1].name, "C": self.inputs[2].name,
+                         "method": self.method, "layer": self.layer, "exclude": self.exclude, "top_k": self.top_k},
+            "gallery": self.gallery,
+            "inputs": [inp.as_dict() for inp in self.inputs],
+            "image_space": self.image_space.as_dict(),
+            "caption_space": self.caption_space.as_dict() if self.caption_space else None,
+            "text_answer": self.text_answer,
+            "agreement": self.agreement,
+            "explanation": self.explanation,
+        }
+
+
+class Explorer:
+    """Settings + models + one gallery. Thread-safe for queries; model calls are serialised inside
+    :class:`pipeline.models.Models`."""
+
+    def __init__(self, settings: Settings | None = None, models=None):
+        from .models import Models
+
+        self.settings = settings or Settings.from_env()
+        self.models = models or Models(self.settings)
+        self.gallery: Gallery | None = None
+        self.build_stats: BuildStats | None = None
+        self._lock = threading.Lock()
+        self.announcements: list[str] = []  # fallbacks and other things the user must be told
+
+    # --- gallery ---------------------------------------------------------------------------------
+
+    def open_gallery(self, root: Path | str | None = None, progress: Progress | None = None,
+                     with_captions: bool = True) -> Gallery:
+        """Build or load the gallery of ``root`` (None: the embedded default gallery)."""
+        if root is None:
+            root = default_gallery.materialize(default_gallery.default_gallery_dir(self.settings.cache_dir))
+        with self._lock:
+            self.gallery, self.build_stats = build_gallery(Path(root), self.settings, self.models, progress,
+                                                           with_captions=with_captions)
+        return self.gallery
+
+    def require_gallery(self) -> Gallery:
+        if self.gallery is None:
+            self.open_gallery()
+        return self.gallery  # type: ignore[return-value]
+
+    def gallery_info(self) -> dict:
+        g = self.require_gallery()
+        captions = g.captions
+        return {
+            "root": str(g.root), "items": len(g), "backbone": self.models.classifier.name,
+            "captioners": sorted(set(captions.captioners)) if captions else [],
+            "caption_announcement": captions.announcement if captions else None,
+            "text_model": captions.text_model if captions else None,
+            "is_default": g.root == default_gallery.default_gallery_dir(self.settings.cache_dir).resolve(),
+        }
+
+    # --- questions -------------------------------------------------------------------------------
+
+    def labels(self, images: list, k: int = 5) -> list[list[LabelScore]]:
+        """Top-k ImageNet labels for image files (or gallery refs), best first."""
+        gallery = self.gallery
+        logits = []
+        for ref in images:
+            item = gallery.find(ref) if gallery is not None else None
+            if item is not None:
+                logits.append(gallery.logits[item])
+            else:
+                image = load_image(ref, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes)
+                logits.append(self.models.classify([image]).logits[0])
+        import numpy as np
+
+        return top_labels(np.stack(logits), k) if logits else []
+
+    def analogy(self, refs: list, method: str = "3cosadd", layer: str | None = None, exclude: bool = True,
+                top_k: int | None = None, explain: bool = True) -> AnalogyReport:
+        """Answer A : B :: C : ? in image space (``layer``) and caption space."""
+        gallery = self.require_gallery()
+        layer = layer or self.settings.layer
+        top_k = top_k or self.settings.top_k
+        inputs = prepare_inputs(gallery, self.models, list(refs))
+        image = solve_space(gallery, inputs, space_key("image", layer), method, exclude, top_k)
+        caption = solve_space(gallery, inputs, "caption", method, exclude, top_k) if gallery.captions else None
+        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info())
+        if explain:
+            from . import explain as explainer
+
+            explainer.complete_report(self, report)
+        return report
+
+    def caption(self, images: list) -> list[dict]:
+        """Caption image files (or gallery refs): [{"image", "caption", "captioner"}]. Gallery items
+        keep their gallery caption; other images get the gallery's captioner where it runs on single
+        images (BLIP), else the classifier's labels."""
+        from .captions import caption_external
+
+        gallery = self.gallery
+        rows, pending = [None] * len(images), []
+        for i, ref in enumerate(images):
+            item = gallery.find(ref) if gallery is not None else None
+            if item is not None and gallery.captions is not None:
+                rows[i] = {"image": str(ref), "caption": gallery.captions.texts[item],
+                           "captioner": gallery.captions.captioners[item]}
+            else:
+                pending.append((i, load_image(ref, max_pixels=self.settings.max_pixels,
+                                              max_bytes=self.settings.max_file_bytes)))
+        if pending:
+            pics = [p[1] for p in pending]
+            logits = self.models.classify(pics).logits
+            if gallery is not None and self.settings.captioner in ("auto", "file"):
+                texts = caption_external(gallery, self.models, pics, logits)
+            else:
+                texts = self._caption_without_gallery(pics, logits)
+            for (i, _), (text, name) in zip(pending, texts):
+                rows[i] = {"image": str(images[i]), "caption": text, "captioner": name}
+        return rows  # type: ignore[return-value]
+
+    def _caption_without_gallery(self, images, logits) -> list[tuple[str, str]]:
+        from .captions import labels_captions
+        from .models.captioners import resolve_captioner
+
+        requested = "auto" if self.settings.captioner == "file" else self.settings.captioner
+        chosen, announcement = resolve_captioner(
+            requested, n_items=len(images), device=self.models.device, file_captions_available=False,
+            blip_model=self.settings.blip_model, blip_cpu_item_limit=self.settings.blip_cpu_item_limit,
+            try_blip=self.models.blip)
+        if announcement:
+            self.announcements.append(announcement)
+        if chosen == "blip":
+            return [(t, self.models.blip().name) for t in self.models.blip_captions(images)]
+        return [(t, "labels") for t in labels_captions(self.models, logits)]

@@ -1,0 +1,94 @@
+"""Plain-text rendering of results for the terminal (the CLI's non-JSON output)."""
+from __future__ import annotations
+
+import textwrap
+
+from .analogy import SpaceResult
+
+WIDTH = 58
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A simple left-aligned text table."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def build_summary(out: dict) -> str:
+    lines = [f"gallery {out['gallery']['root']}: {out['items']} items, {out['computed']} computed, "
+             f"{out['reused']} reused, {len(out['skipped'])} skipped ({out['seconds']:.1f} s)"]
+    for skipped in out["skipped"][:20]:
+        lines.append(f"  skipped {skipped['path']}: {skipped['reason']}")
+    if len(out["skipped"]) > 20:
+        lines.append(f"  ... and {len(out['skipped']) - 20} more (see --json)")
+    if out["gallery"].get("captioners"):
+        lines.append(f"captions by: {', '.join(out['gallery']['captioners'])}")
+    if out["gallery"].get("caption_announcement"):
+        lines.append(out["gallery"]["caption_announcement"])
+    return "\n".join(lines)
+
+
+def labels_table(rows: list[dict]) -> str:
+    blocks = []
+    for row in rows:
+        body = table(["rank", "label", "probability"],
+                     [[i + 1, l["name"], f"{l['probability']:.3f}"] for i, l in enumerate(row["labels"])])
+        blocks.append(f"{row['image']}\n{body}")
+    return "\n\n".join(blocks)
+
+
+def space_lines(result: SpaceResult | None, title: str) -> list[str]:
+    """One space's answers, what wins without exclusion, baselines and verdicts, as lines."""
+    if result is None:
+        return [title, "(no captions in this gallery)"]
+    lines = [f"{title}  [{result.method}{'' if result.exclude else ', no exclusion'}]"]
+    for rank, hit in enumerate(result.results, 1):
+        lines.append(f"{rank}. {hit.score:+.3f}  {hit.path}" + (f"  ({hit.label})" if hit.label else ""))
+    wo = result.without_exclusion
+    winner = f"input {wo['winner']}" if wo["winner"] else "not an input"
+    ranks = ", ".join(f"{role} #{rank}" for role, rank in wo["input_ranks"].items())
+    lines.append(f"without exclusion: {winner}; ranks {ranks}")
+    only_c = result.baselines.get("only-c")
+    if only_c:
+        lines.append(f"ONLY-C answer: {only_c.path}")
+    lines.append(f"verdicts: {', '.join(result.verdicts)}")
+    m = result.measurements
+    if "offset_consistency" in m:
+        lines.append(f"|b-a| {m['offset_norm']:.3f} = {m['offset_relative']:.2f} x NN distance; "
+                     f"cos(b-a, d-c) {m['offset_consistency']:+.3f}; cos(d, c) {m['cos_answer_c']:+.3f}")
+    return lines
+
+
+def side_by_side(left: list[str], right: list[str], width: int = WIDTH) -> str:
+    left = [piece for line in left for piece in (textwrap.wrap(line, width) or [""])]
+    right = [piece for line in right for piece in (textwrap.wrap(line, width) or [""])]
+    n = max(len(left), len(right))
+    left += [""] * (n - len(left))
+    right += [""] * (n - len(right))
+    return "\n".join(f"{a.ljust(width)} | {b}".rstrip() for a, b in zip(left, right))
+
+
+def analogy_report(report) -> str:
+    a, b, c = report.inputs
+    head = [f"{a.name} : {b.name} :: {c.name} : ?",
+            f"gallery: {report.gallery['root']} ({report.gallery['items']} items); backbone {report.gallery['backbone']}"]
+    if report.gallery.get("captioners"):
+        head.append(f"captions by: {', '.join(report.gallery['captioners'])}")
+    for inp in report.inputs:
+        top = ", ".join(f"{l.name} {l.probability:.2f}" for l in inp.labels[:3])
+        head.append(f"  {inp.role}: {inp.name}: sees {top}" + (f"; caption \"{inp.caption}\"" if inp.caption else ""))
+    body = side_by_side(space_lines(report.image_space, f"IMAGE SPACE ({report.image_space.space})"),
+                        space_lines(report.caption_space, "CAPTION SPACE"))
+    tail = []
+    if report.text_answer:
+        tail.append(f"caption space answers in words: \"{report.text_answer['text']}\" ({report.text_answer['score']:.3f})")
+    if report.agreement:
+        tail.append(f"agreement: {report.agreement.get('summary', '')}")
+    return "\n".join(head + ["", body, ""] + tail).rstrip()
+
+
+def explanation(report) -> str:
+    return "\n\n".join(message["content"] for message in report.explanation)
