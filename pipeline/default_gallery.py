@@ -53,9 +53,9 @@ TRANSFORMS = {
 CREDITS = """Photos in this gallery come from packages installed with the project:
 - astronaut, coffee, cat (chelsea), rocket, motorcycle, galaxies (hubble_deep_field), retina, tissue
   (immunohistochemistry): scikit-image's data module, public domain or CC0 (see skimage/data/README.txt).
-- temple (china.jpg) and flower (flower.jpg): scikit-learn's sample images, Creative Commons
-  Attribution 2.0; china.jpg by danielbuechele and flower.jpg by vultilion on Flickr
-  (see sklearn/datasets/images/README.txt).
+- temple (china.jpg) and flower (flower.jpg): scikit-learn's sample images, licensed
+  Creative Commons Attribution 2.0; china.jpg by danielbuechele and flower.jpg by vultilion on
+  Flickr (see sklearn/datasets/images/README.txt).
 Greyscale, mirrored and red-tinted copies are made by the Image Analogy Explainer.
 """
 

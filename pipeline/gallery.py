@@ -245,10 +245,13 @@ class Gallery:
         return self._indexes[space]
 
     def typical_nn_distance(self, space: str) -> float:
-        """Median distance from an item to its nearest other item in a space (cached)."""
+        """Median distance from an item to its nearest other distinct item in a space (cached).
+
+        Exact duplicates are collapsed first: label captions repeat often, and a zero distance to a
+        copy says nothing about how far apart different items are."""
         if space not in self._nn_distance:
-            vectors = self.vectors(space)
-            self._nn_distance[space] = vec.typical_nn_distance(vectors) if len(vectors) >= 2 else 0.0
+            distinct = np.unique(self.vectors(space), axis=0)
+            self._nn_distance[space] = vec.typical_nn_distance(distinct) if len(distinct) >= 2 else 0.0
         return self._nn_distance[space]
 
     def top_labels(self, item_id: int, k: int = 5):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,11 +158,13 @@ def export_onnx(name: str, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     os.close(fd)
     try:
-        torch.onnx.export(
-            module, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), tmp, dynamo=False, opset_version=17,
-            input_names=["image"], output_names=["pooled", "logits"],
-            dynamic_axes={"image": {0: "batch"}, "pooled": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not actionable
+            torch.onnx.export(
+                module, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), tmp, dynamo=False, opset_version=17,
+                input_names=["image"], output_names=["pooled", "logits"],
+                dynamic_axes={"image": {0: "batch"}, "pooled": {0: "batch"}, "logits": {0: "batch"}},
+            )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

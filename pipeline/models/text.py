@@ -34,7 +34,9 @@ class TextEmbedder:
 
     def __init__(self, model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
         self.name = model
         self.device = device
         self.model = SentenceTransformer(resolve_text_model_path(model), device=device)

@@ -1,0 +1,63 @@
+"""Shared fixtures: real models, real galleries, built once per test session.
+
+``imagen_dir`` is ../shared/data/imagen (tests that need it are skipped where it does not exist).
+Session-scoped explorers build their gallery once into a session cache folder, so the slow parts
+(ONNX export, 1,000 imagen images through the convnet) happen once per run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGEN = REPO.parent / "shared" / "data" / "imagen"
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One cache folder for the whole session (ONNX file, gallery stores)."""
+    return tmp_path_factory.mktemp("iae-cache")
+
+
+@pytest.fixture(scope="session")
+def settings(session_cache) -> Settings:
+    return Settings(cache_dir=session_cache, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def imagen_dir() -> Path:
+    if not IMAGEN.is_dir():
+        pytest.skip(f"imagen photos not found at {IMAGEN}")
+    return IMAGEN
+
+
+@pytest.fixture(scope="session")
+def default_explorer(settings):
+    """An Explorer on the embedded default gallery (40 photos, file captions)."""
+    from pipeline.explorer import Explorer
+
+    explorer = Explorer(settings)
+    explorer.open_gallery(None)
+    return explorer
+
+
+@pytest.fixture(scope="session")
+def imagen_explorer(settings, imagen_dir):
+    """An Explorer on the 1,000 imagen photos with the labels captioner (built once per session)."""
+    from pipeline.explorer import Explorer
+
+    explorer = Explorer(settings.replace(captioner="labels"))
+    explorer.open_gallery(imagen_dir)
+    return explorer
+
+
+def imagen_file(imagen_dir: Path, label: str, index: int = 0) -> Path:
+    """The index-th imagen photo (sorted by name) whose file-name label is ``label`` (spaces or underscores)."""
+    wanted = label.replace(" ", "_")
+    matches = sorted(p for p in imagen_dir.glob("*.jpg") if p.stem.split("_", 2)[-1] == wanted)
+    if not matches:
+        raise LookupError(f"no imagen photo labelled {label!r}")
+    return matches[index]
