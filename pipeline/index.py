@@ -18,10 +18,18 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .storage import atomic_write_bytes
 
 INDEX_KINDS = ("flat",)
+
+
+# A (N, D) x (D, 3) product is memory-bound and small below this many rows: one BLAS thread does it
+# in about 1 ms at N = 1,000, while OpenBLAS's thread pool on 2 busy cores took 5-12 ms (measured
+# with scripts/bench_gallery.py while other work ran; threadpoolctl's limit costs about 20 us).
+SINGLE_THREAD_ROWS = 200_000
+_BLAS = ThreadpoolController()
 
 
 class StaleIndexError(RuntimeError):
@@ -74,9 +82,12 @@ class VectorIndex:
 
     def similarities(self, queries: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Exact cosines (R, Q) float32 between rows (all, or ``ids``) and L2-normalised queries (Q, D)."""
-        queries = _as_unit_float32(np.atleast_2d(queries), check=False)
+        queries = np.ascontiguousarray(_as_unit_float32(np.atleast_2d(queries), check=False).T)
         rows = self.vectors if ids is None else self.vectors[np.asarray(ids, dtype=np.int64)]
-        return np.asarray(rows @ queries.T, dtype=np.float32)
+        if len(rows) <= SINGLE_THREAD_ROWS:
+            with _BLAS.limit(limits=1, user_api="blas"):
+                return np.asarray(rows @ queries, dtype=np.float32)
+        return np.asarray(rows @ queries, dtype=np.float32)
 
     def save(self, path: Path, manifest: dict) -> None:
         """Write the FAISS index to ``path`` and ``manifest`` (plus kind, dims, versions, checksum)

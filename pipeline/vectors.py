@@ -210,13 +210,25 @@ def analogy_scores(vectors: np.ndarray, a, b, c, method: str, eps: float = 1e-3)
     return method_scores(sims, gram_matrix(a, b, c), method, eps=eps)
 
 
-def _best_first_order(scores: np.ndarray) -> np.ndarray:
-    """Ids sorted best first: higher score first, ties by lower id, NaN scores last."""
+def _best_first_order(scores: np.ndarray, at_least: int | None = None) -> np.ndarray:
+    """Ids sorted best first: higher score first, ties by lower id, NaN scores last.
+
+    With ``at_least``, only a prefix of the full order is returned, holding at least that many ids
+    (every id tied with the last one kept is included, so the prefix equals the full order's).
+    Selecting first keeps top-k over a large gallery O(N) instead of a full sort.
+    """
     scores = np.asarray(scores)
     if scores.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
+    keys = -scores.astype(np.float64)  # NaN stays NaN and sorts last
+    if at_least is not None and at_least < len(keys) // 4:
+        finite = np.where(np.isnan(keys), np.inf, keys)
+        cutoff = np.partition(finite, at_least)[at_least]  # value of the (at_least+1)-th best
+        candidates = np.flatnonzero(finite <= cutoff)
+        # A stable sort of the candidates (in increasing id order) keeps tied ids increasing.
+        return candidates[np.argsort(keys[candidates], kind="stable")]
     # A stable sort of the negated scores keeps tied ids in increasing order; NaN sorts last.
-    return np.argsort(-scores.astype(np.float64), kind="stable")
+    return np.argsort(keys, kind="stable")
 
 
 def top_k(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
@@ -232,11 +244,12 @@ def top_k(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> tuple[np.n
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    order = _best_first_order(scores)
     excluded = np.asarray(list(exclude), dtype=np.int64)
+    n = np.asarray(scores).shape[0] if np.ndim(scores) == 1 else -1
+    if excluded.size and (excluded.min() < 0 or excluded.max() >= n):
+        raise ValueError(f"exclude ids must lie in [0, {n}), got {excluded.tolist()}")
+    order = _best_first_order(scores, k + excluded.size)
     if excluded.size:
-        if excluded.min() < 0 or excluded.max() >= len(order):
-            raise ValueError(f"exclude ids must lie in [0, {len(order)}), got {excluded.tolist()}")
         order = order[~np.isin(order, excluded)]
     ids = order[:k].astype(np.int64)
     return ids, np.asarray(scores, dtype=np.float32)[ids]
