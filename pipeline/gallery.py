@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 import time
 import uuid
@@ -128,7 +129,7 @@ def label_for(relative: str, csv_labels: dict[str, str]) -> tuple[str | None, st
 
 def store_dir_for(root: Path, settings: Settings) -> Path:
     root = Path(root).resolve()
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name)[:40] or "gallery"
     return settings.cache_dir / "galleries" / f"{safe}-{digest}"
 
@@ -180,7 +181,8 @@ class Gallery:
         self._by_hash = {}
         for item in items:
             self._by_hash.setdefault(item.sha256, item.id)
-        self.digest = hashlib.sha256("\n".join(f"{i.path}\t{i.sha256}" for i in items).encode()).hexdigest()
+        listing = "\n".join(f"{i.path}\t{i.sha256}" for i in items)
+        self.digest = hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
         self._nn_distance: dict[str, float] = {}
         self.index_messages: list[str] = []  # what was rebuilt or recomputed, and why
 

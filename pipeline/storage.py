@@ -20,11 +20,22 @@ class CacheError(RuntimeError):
     """A cache file is missing, damaged or unwritable; the message says which and what to do."""
 
 
+def ensure_dir(folder: Path) -> Path:
+    """Create ``folder`` (and parents) if needed; CacheError with a plain message when impossible."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"cannot write to {folder} ({exc.strerror or exc}). "
+                         "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
+    return folder
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
     path = Path(path)
+    ensure_dir(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     except OSError as exc:
         raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
@@ -56,7 +67,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+    # ASCII-escaped, so that file names that are not valid UTF-8 (surrogate escapes) round-trip.
+    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=True).encode("ascii"))
 
 
 def read_json(path: Path):

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..storage import ensure_dir
+
 EFFICIENTNET_NAMES = ("efficientnet-lite0",)
 IMAGE_SIZE = 224
 RESIZE_SHORT_SIDE = 256
@@ -154,7 +156,7 @@ def export_onnx(name: str, path: Path) -> Path:
 
     model, _ = _load_efficientnet_torch(name)
     module = _pooled_and_logits_module(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     os.close(fd)
     try:
