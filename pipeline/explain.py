@@ -538,8 +538,8 @@ def _rerun(explorer, report, **changes):
     for inp in report.inputs:
         if inp.item_id is not None:
             refs.append(inp.item_id)
-        elif Path(str(inp.name)).is_file():
-            refs.append(inp.name)
+        elif inp.source and Path(inp.source).is_file():
+            refs.append(inp.source)
         else:
             raise RerunImpossible(templates()["replies"]["rerun_impossible"].format(role=inp.role, name=inp.name))
     params = {"method": report.method, "layer": report.layer, "exclude": report.exclude, "top_k": report.top_k}

@@ -462,9 +462,23 @@ def test_follow_up_space_details_agreement_text_help_unknown(chat):
 def test_rerun_impossible_for_a_vanished_upload(chat):
     explorer, report = chat
     report.inputs[0].item_id = None
-    report.inputs[0].name = "/nonexistent/upload.png"
+    report.inputs[0].name = "upload.png"
+    report.inputs[0].source = "/nonexistent/upload.png"
     reply, same = explain.answer_question(explorer, report, "compare the methods")
     assert same is report and "cannot re-run" in reply
+
+
+def test_follow_up_reruns_an_uploaded_image(default_explorer, tmp_path):
+    """An upload (not a gallery item) keeps its file, so follow-ups can ask the pipeline again."""
+    from PIL import Image, ImageOps
+
+    upload = tmp_path / "my cat.png"
+    ImageOps.flip(Image.open(default_explorer.gallery.path(default_explorer.gallery.find("cat/original.jpg")))).save(upload)
+    report = default_explorer.analogy(["coffee/original.jpg", "coffee/greyscale.jpg", str(upload)])
+    assert report.inputs[2].item_id is None and report.inputs[2].source == str(upload)
+    reply, new = explain.answer_question(default_explorer, report, "top 8")
+    assert new is not report and len(new.image_space.results) == 8
+    assert new.inputs[2].source == str(upload)
 
 
 def test_templates_are_data_with_doc():

@@ -1,0 +1,497 @@
+"""The Gradio app: handlers called directly, then the real server on 127.0.0.1 driven through
+gradio_client and plain HTTP (uploads, limits, file access).
+
+Everything is real: the session's default-gallery Explorer (real models, real FAISS), a real
+Gradio server on a free local port, real files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gradio as gr
+import httpx
+import pytest
+from PIL import Image
+
+import app
+from pipeline.default_gallery import EXAMPLES
+from tests.bad_inputs import make_corpus
+from tests.conftest import REPO
+
+SOLVE_OUTPUTS = ("report", "question", "image_head", "image_gallery", "caption_head", "caption_gallery",
+                 "text_answer", "agreement", "chat", "json")
+CAPTION_RE = re.compile(r"^\d+\. -?\d\.\d{3} · [^·]+( · .+)?$")
+
+
+def solve(handlers, a, b, c, **options) -> dict:
+    return dict(zip(SOLVE_OUTPUTS, app.user_facing(handlers.solve)(a, b, c, **options)))
+
+
+def gallery_file(explorer, relative: str) -> str:
+    return str(explorer.gallery.root / relative)
+
+
+@pytest.fixture(scope="module")
+def handlers(default_explorer, tmp_path_factory):
+    return app.Handlers(default_explorer, eval_dir=tmp_path_factory.mktemp("no-eval-reports"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return {case.name: case for case in make_corpus(tmp_path_factory.mktemp("bad-inputs") / "corpus")}
+
+
+# --- import and wiring ---------------------------------------------------------------------------
+
+
+def test_importing_app_loads_no_model():
+    code = ("import sys, app\n"
+            "heavy = [m for m in ('torch', 'onnxruntime', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "from pathlib import Path\n"
+            "assert not Path(app.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside app.py'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+
+
+def test_gradio_pin_matches_installed_and_is_recent():
+    pins = dict(re.findall(r"^(gradio|gradio-client)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
+    assert pins["gradio"] == gr.__version__
+    major, minor = (int(x) for x in gr.__version__.split(".")[:2])
+    assert (major, minor) >= (6, 22), "security fixes ship only in current Gradio releases"
+
+
+def test_readme_front_matter_matches_pinned_gradio():
+    readme = REPO / "README.md"
+    assert readme.is_file(), "README.md with the Hugging Face Spaces front matter is missing"
+    match = re.match(r"^---\n(.*?)\n---\n", readme.read_text(encoding="utf-8"), re.S)
+    assert match, "README.md must start with the Spaces front matter (--- ... ---)"
+    front = dict(re.findall(r"^(\w+):\s*(.*?)\s*$", match.group(1), re.M))
+    pin = re.search(r"^gradio==(\S+)", (REPO / "requirements.txt").read_text(), re.M).group(1)
+    assert front.get("sdk") == "gradio"
+    assert front.get("sdk_version", "").strip("\"'") == pin
+    assert front.get("app_file") == "app.py"
+
+
+def test_flags_and_host(monkeypatch):
+    args = app.build_parser().parse_args(["--gallery", "/x", "--port", "9000", "--share", "--cache-dir", "/c",
+                                          "--eval-dir", "/e", "--host", "0.0.0.0"])
+    assert (args.gallery, args.port, args.share, args.cache_dir, args.eval_dir, args.host) == \
+        (Path("/x"), 9000, True, Path("/c"), Path("/e"), "0.0.0.0")
+    defaults = app.build_parser().parse_args([])
+    assert defaults.eval_dir == app.DEFAULT_EVAL_DIR and defaults.host is None and not defaults.share
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    assert app.default_host() == "127.0.0.1"
+    monkeypatch.setenv("SPACE_ID", "someone/image-analogy-explainer")
+    assert app.default_host() == "0.0.0.0"
+
+
+def test_main_with_a_missing_gallery_says_so_in_one_line(tmp_path, capsys):
+    code = app.main(["--gallery", str(tmp_path / "nope"), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: gallery folder" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_limits_and_concurrency_are_wired(default_explorer, tmp_path):
+    demo = app.build_demo(default_explorer, eval_dir=tmp_path)
+    options = app.launch_options(demo)
+    h = demo.iae_handlers
+    assert options["max_file_size"] == default_explorer.settings.max_file_bytes
+    assert options["allowed_paths"] == [str(default_explorer.gallery.root.resolve()),
+                                        str(h.thumbnails.folder.resolve()), str(tmp_path.resolve())]
+    assert demo._queue.max_size == app.QUEUE_MAX_SIZE
+    by_name = {fn.api_name: fn for fn in demo.fns.values()}
+    for name in ("analogy", "ask", "classify"):
+        assert by_name[name].concurrency_id == app.CONCURRENCY_ID
+        assert by_name[name].concurrency_limit == app.MODEL_CONCURRENCY
+
+
+# --- handlers, called directly -------------------------------------------------------------------
+
+
+def test_info_shows_gallery_and_captioner(handlers):
+    text = handlers.info_markdown()
+    assert "40 images" in text and "captions by:** file" in text
+    assert "efficientnet-lite0" in text
+    assert "caption files" in text  # the captioner announcement
+
+
+def test_examples_for_the_default_gallery(handlers, default_explorer):
+    paths, labels = handlers.examples()
+    assert len(paths) == len(EXAMPLES) == len(labels)
+    assert paths[0] == [gallery_file(default_explorer, p) for p in EXAMPLES[0]]
+    assert labels[0] == "coffee/original : coffee/greyscale :: cat/original : ?"
+
+
+@pytest.mark.slow
+def test_examples_for_imagen_are_the_talks_analogies(imagen_explorer):
+    handlers = app.Handlers(imagen_explorer)
+    paths, labels = handlers.examples()
+    assert labels == ["sheep : camel :: seal : ?", "flute : oboe :: domestic cat : ?",
+                      "brassiere : maillot :: guacamole : ?"]
+    assert Path(paths[0][0]).name.endswith("_sheep.jpg") and Path(paths[1][2]).name.endswith("_domestic_cat.jpg")
+    out = solve(handlers, *paths[0])
+    assert out["report"].inputs[2].label == "seal"
+    assert all(CAPTION_RE.match(caption) for _, caption in out["image_gallery"])
+
+
+def test_solve_gallery_triple_fills_both_spaces(handlers, default_explorer):
+    a, b, c = (gallery_file(default_explorer, p) for p in EXAMPLES[0])
+    out = solve(handlers, a, b, c, method="3cosadd", layer="pooled", exclude=True, top_k=4)
+    report = out["report"]
+    assert [inp.item_id for inp in report.inputs] == [default_explorer.gallery.find(p) for p in EXAMPLES[0]]
+    assert out["question"].startswith("### coffee/original.jpg : coffee/greyscale.jpg :: cat/original.jpg : ?")
+    for space, gallery_key, head_key in ((report.image_space, "image_gallery", "image_head"),
+                                         (report.caption_space, "caption_gallery", "caption_head")):
+        shown = out[gallery_key]
+        assert len(shown) == 4
+        assert [Path(p) for p, _ in shown] == [default_explorer.gallery.path(h.id) for h in space.results]
+        for (_, caption), hit in zip(shown, space.results):
+            assert CAPTION_RE.match(caption), caption
+            assert f"{hit.score:.3f} · {hit.label} · {hit.caption}" in caption
+        head = out[head_key]
+        assert "Without exclusion it would have been" in head
+        for verdict in space.verdicts:
+            assert f">{verdict}</span>" in head
+        ranks = space.without_exclusion["input_ranks"]
+        assert f"A #{ranks['A']} · B #{ranks['B']} · C #{ranks['C']}" in head
+    # the greyscale cat is the right answer; caption space finds it
+    assert report.caption_space.top.path == "cat/greyscale.jpg"
+    assert "in words" in out["text_answer"] and report.text_answer["text"] in out["text_answer"]
+    assert out["agreement"].startswith("**Do the two spaces agree?**") and report.agreement["summary"] in out["agreement"]
+    assert out["chat"] == report.explanation and out["chat"] and out["chat"][0]["role"] == "assistant"
+    data = json.loads(out["json"])
+    assert data["question"]["top_k"] == 4 and len(data["image_space"]["results"]) == 4
+
+
+def test_solve_without_exclusion_and_other_options(handlers, default_explorer):
+    a, b, c = (gallery_file(default_explorer, p) for p in EXAMPLES[1])
+    out = solve(handlers, a, b, c, method="only-c", layer="logits", exclude=False, top_k=3)
+    report = out["report"]
+    assert (report.method, report.layer, report.exclude, report.top_k) == ("only-c", "logits", False, 3)
+    assert report.image_space.space == "image:logits"
+    # nothing excluded, ONLY-C: C itself is the answer
+    assert report.image_space.top.path == EXAMPLES[1][2]
+    assert "nothing excluded" in out["question"]
+
+
+def test_solve_with_uploads(handlers, default_explorer, tmp_path):
+    # a byte-identical copy of a gallery image is recognised as that item; a re-encoded one is new
+    same = tmp_path / "my_coffee.jpg"
+    shutil.copyfile(gallery_file(default_explorer, "coffee/original.jpg"), same)
+    new = tmp_path / "my cat.png"
+    Image.open(gallery_file(default_explorer, "cat/original.jpg")).rotate(7).save(new)
+    out = solve(handlers, str(same), gallery_file(default_explorer, "coffee/greyscale.jpg"), str(new))
+    a, _, c = out["report"].inputs
+    assert a.item_id == default_explorer.gallery.find("coffee/original.jpg")
+    assert c.item_id is None and c.name == "my cat.png" and c.caption
+    assert "my cat.png" in out["question"]
+    assert len(out["image_gallery"]) == 5 and len(out["caption_gallery"]) == 5
+
+
+def test_missing_and_invalid_options_are_plain_errors(handlers, default_explorer):
+    a, b, c = (gallery_file(default_explorer, p) for p in EXAMPLES[0])
+    with pytest.raises(gr.Error, match="Image B is missing"):
+        solve(handlers, a, None, c)
+    with pytest.raises(gr.Error, match="Unknown method"):
+        solve(handlers, a, b, c, method="nonsense")
+    with pytest.raises(gr.Error, match="Top k must be"):
+        solve(handlers, a, b, c, top_k=0)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("text_renamed_jpg", "notes.jpg: not an image"),
+    ("zero_bytes", "empty.png:"),
+    ("bomb_png", "bomb.png:"),
+    ("bomb_moderate_png", "bomb_moderate.png:"),
+    ("truncated_jpeg", "truncated.jpg:"),
+    ("svg", "drawing.svg:"),
+    ("directory", "a_folder.png:"),
+])
+def test_bad_uploads_get_a_clear_message_then_the_app_answers(handlers, default_explorer, corpus, case, words):
+    a, b, c = (gallery_file(default_explorer, p) for p in EXAMPLES[0])
+    with pytest.raises(gr.Error) as caught:
+        solve(handlers, a, b, str(corpus[case].path))
+    message = caught.value.message
+    assert words in message, message
+    assert "Traceback" not in message and message != app.GENERIC_ERROR and "\n" not in message
+    assert solve(handlers, a, b, c)["report"].image_space.top is not None
+
+
+def test_valid_but_odd_uploads_are_answered(handlers, default_explorer, corpus):
+    a, b = (gallery_file(default_explorer, p) for p in EXAMPLES[0][:2])
+    for name in ("cmyk_jpeg", "grey16_png", "exif_rotated_jpeg", "palette_transparent_png", "animated_gif"):
+        out = solve(handlers, a, b, str(corpus[name].path), top_k=2)
+        assert len(out["image_gallery"]) == 2, name
+
+
+def test_unexpected_errors_become_a_generic_message_and_are_logged(caplog):
+    def broken():
+        raise RuntimeError("internal detail /secret/path")
+
+    with pytest.raises(gr.Error) as caught:
+        app.user_facing(broken)()
+    assert caught.value.message == app.GENERIC_ERROR
+    assert "internal detail" in caplog.text and "Traceback" in caplog.text
+
+
+def test_picking_thumbnails_fills_the_selected_slot_and_moves_on(handlers, default_explorer):
+    ids = handlers.browse_ids("")
+    assert ids == list(range(40))
+    updates = handlers.pick("B", ids, gr.SelectData(None, {"index": 6, "value": None}))
+    a_update, b_update, c_update, next_slot = updates
+    assert isinstance(a_update, dict) and isinstance(c_update, dict)  # gr.skip()
+    assert b_update.constructor_args["value"] == str(default_explorer.gallery.path(6))
+    assert handlers.slot_label("B", b_update.constructor_args["value"]).label == "B: #6 cat/original"
+    assert next_slot == "C"
+    assert handlers.pick("C", ids, gr.SelectData(None, {"index": 0, "value": None}))[-1] == "A"
+    with pytest.raises(gr.Error):
+        handlers.pick("A", ids, gr.SelectData(None, {"index": 99, "value": None}))
+
+
+def test_slot_labels_say_what_a_slot_holds(handlers, default_explorer, tmp_path):
+    assert handlers.slot_label("A", None).label == "A: upload, or pick from the gallery"
+    copy = tmp_path / "anything.jpg"
+    shutil.copyfile(gallery_file(default_explorer, "coffee/red.jpg"), copy)
+    assert handlers.slot_label("A", str(copy)).label == "A: #11 coffee/red"  # recognised by content
+    own = tmp_path / "mine.png"
+    Image.new("RGB", (20, 20), "blue").save(own)
+    assert handlers.slot_label("C", str(own)).label == "C: mine.png (uploaded)"
+
+
+def test_filtering_the_gallery_panel(handlers):
+    value, ids, note = handlers.filter_gallery("cat")
+    assert len(ids) == 4 and all(handlers.gallery.items[i].label == "cat" for i in ids)
+    assert all(Path(p).is_file() and Path(p).suffix == ".jpg" for p, _ in value)
+    assert all(Path(p).parent == handlers.thumbnails.folder for p, _ in value)
+    assert all(max(Image.open(p).size) <= app.THUMB_SIZE for p, _ in value)
+    assert note == "4 of 40 images match \u201ccat\u201d."
+    assert handlers.filter_gallery("no such thing")[1] == []
+    assert len(handlers.filter_gallery("")[1]) == 40
+
+
+def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explorer, tmp_path):
+    labels, text = handlers.classify(gallery_file(default_explorer, "cat/original.jpg"))
+    assert len(labels) == 5 and sum(labels.values()) <= 1.0001
+    assert list(labels.values()) == sorted(labels.values(), reverse=True)
+    assert any("cat" in name for name in labels)
+    assert "labelled **cat**" in text and "a photo of a tabby cat" in text and "**Captioner:** file" in text
+    upload = tmp_path / "upload.png"
+    Image.open(gallery_file(default_explorer, "coffee/original.jpg")).resize((200, 150)).save(upload)
+    labels, text = handlers.classify(str(upload))
+    assert len(labels) == 5 and "**Caption:**" in text and "Gallery item" not in text
+    picked = handlers.pick_for_classifier(handlers.browse_ids(""), gr.SelectData(None, {"index": 6, "value": None}))
+    assert picked[0] == str(default_explorer.gallery.path(6)) and len(picked[1]) == 5
+    with pytest.raises(gr.Error, match="Upload an image"):
+        handlers.classify(None)
+
+
+def test_follow_up_chat(handlers, default_explorer):
+    ask = app.user_facing(handlers.ask)
+    with pytest.raises(gr.Error, match="Solve an analogy first"):
+        ask("why?", None, [])
+    out = solve(handlers, *(gallery_file(default_explorer, p) for p in EXAMPLES[0]))
+    report, chat = out["report"], out["chat"]
+    with pytest.raises(gr.Error, match="Type a question"):
+        ask("   ", report, chat)
+    history, same_report, cleared, *panels = ask("why?", report, chat)
+    assert same_report is report and cleared == ""
+    assert history[:len(chat)] == chat and history[-2] == {"role": "user", "content": "why?"}
+    assert history[-1]["role"] == "assistant" and "Image space" in history[-1]["content"]
+    assert all(isinstance(p, dict) for p in panels)  # gr.skip(): nothing else changes
+    history, bigger, _, *panels = ask("show the top 8", report, history)
+    assert bigger is not report and bigger.top_k == 8
+    assert len(panels[2]) == 8 and panels[-1] == 8  # image-space gallery and the top-k slider follow
+
+
+def test_eval_view_shows_the_newest_report(tmp_path, default_explorer):
+    handlers = app.Handlers(default_explorer, eval_dir=tmp_path / "reports")
+    text, figures = handlers.eval_view()
+    assert text.startswith("No evaluation report yet") and figures == []
+    old, new = tmp_path / "reports" / "run-1", tmp_path / "reports" / "run-2"
+    for folder, title in ((old, "Old"), (new, "New")):
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text("{}")
+        (folder / "results.md").write_text(f"# {title} results\n\n| suite | accuracy |\n|---|---|\n| flips | 0.9 |\n\n"
+                                           "![accuracy by suite](accuracy.png)\n")
+        Image.new("RGB", (40, 30), "white").save(folder / "accuracy.png")
+        time.sleep(0.05)
+    (tmp_path / "reports" / "empty-run").mkdir()
+    os.utime(old / "results.md", (time.time() - 100, time.time() - 100))
+    text, figures = handlers.eval_view()
+    assert "# New results" in text and "run-2" in text and "| flips | 0.9 |" in text
+    assert "(figure: accuracy.png, shown below)" in text and "](accuracy.png)" not in text
+    assert figures == [(str(new / "accuracy.png"), "accuracy.png")]
+
+
+# --- the real server -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(default_explorer, tmp_path_factory):
+    eval_dir = tmp_path_factory.mktemp("eval-reports")
+    demo = app.build_demo(default_explorer, eval_dir=eval_dir)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **app.launch_options(demo))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        yield {"url": url, "demo": demo, "explorer": default_explorer}
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server["url"], verbose=False)
+
+
+def test_analogy_through_gradio_client(client, server):
+    from gradio_client import handle_file
+
+    root = server["explorer"].gallery.root
+    out = client.predict(*(handle_file(str(root / p)) for p in EXAMPLES[0]), "3cosadd", "pooled", True, 5,
+                         api_name="/analogy")
+    question, image_head, image_gallery, caption_head, caption_gallery, text_answer, agreement, chat, report = out
+    assert question.startswith("### coffee/original.jpg : coffee/greyscale.jpg :: cat/original.jpg : ?")
+    assert "Without exclusion it would have been" in image_head and "iae-badge" in image_head
+    assert len(image_gallery) == 5 and len(caption_gallery) == 5
+    assert all(CAPTION_RE.match(item["caption"]) for item in image_gallery + caption_gallery)
+    assert caption_gallery[0]["caption"] == "1. 0.991 · cat · a black and white photo of a tabby cat" or \
+        caption_gallery[0]["caption"].endswith("· cat · a black and white photo of a tabby cat")
+    assert Path(image_gallery[0]["image"]).is_file()  # downloaded by the client from the server
+    assert "in words" in text_answer and agreement.startswith("**Do the two spaces agree?**")
+    assert chat and chat[0]["role"] == "assistant"
+    data = json.loads(report)
+    assert [i["id"] for i in data["inputs"]] == [server["explorer"].gallery.find(p) for p in EXAMPLES[0]]
+    assert data["caption_space"]["results"][0]["path"] == "cat/greyscale.jpg"
+    # the same session then asks a follow-up about that report
+    reply = client.predict("why?", api_name="/ask")
+    assert reply[0][-1]["role"] == "assistant"
+
+
+def test_classifier_through_gradio_client(client, server):
+    from gradio_client import handle_file
+
+    labels, text = client.predict(handle_file(str(server["explorer"].gallery.root / "cat/original.jpg")),
+                                  api_name="/classify")
+    assert len(labels["confidences"]) == 5 and "a photo of a tabby cat" in text
+
+
+def test_bad_uploads_through_the_server_then_it_still_answers(client, server, corpus):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    root = server["explorer"].gallery.root
+    a, b, c = (handle_file(str(root / p)) for p in EXAMPLES[0])
+    for case, words in (("text_renamed_jpg", "not an image"), ("bomb_png", "bomb.png:"), ("zero_bytes", "empty.png:")):
+        with pytest.raises(AppError) as caught:
+            client.predict(a, b, handle_file(str(corpus[case].path)), "3cosadd", "pooled", True, 5, api_name="/analogy")
+        assert words in str(caught.value), str(caught.value)
+        with pytest.raises(AppError, match=words):
+            client.predict(handle_file(str(corpus[case].path)), api_name="/classify")
+    out = client.predict(a, b, c, "3cosadd", "pooled", True, 3, api_name="/analogy")
+    assert len(out[2]) == 3
+
+
+def test_uploads_over_the_size_limit_are_refused(server, tmp_path):
+    limit = server["explorer"].settings.max_file_bytes
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:
+        f.truncate(limit + 1)
+    with big.open("rb") as f:
+        response = httpx.post(server["url"] + "gradio_api/upload", files={"files": ("big.png", f, "image/png")},
+                              timeout=60)
+    assert response.status_code == 413, response.text
+
+
+def _get(server, path: str) -> httpx.Response:
+    return httpx.get(server["url"] + "gradio_api/file=" + path, timeout=30)
+
+
+def test_file_route_serves_the_gallery_and_nothing_else(server, tmp_path):
+    gallery = server["explorer"].gallery
+    root = gallery.root.resolve()
+    assert _get(server, str(root / "cat/original.jpg")).status_code == 200  # the control
+    refused = [
+        "/etc/passwd",
+        str(root) + "/../../../../../../etc/passwd",
+        str(root) + "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        str(REPO / "app.py"),  # the working directory is not served
+        "app.py",
+        str(Path(gallery.store) / "manifest.json"),  # the cache beside the thumbnails is not served
+        str(Path(gallery.store) / "pooled.npy"),
+        str(Path(sys.executable)),
+    ]
+    for path in refused:
+        response = _get(server, path)
+        assert response.status_code in (403, 404), (path, response.status_code)
+        assert b"root:" not in response.content
+    # a link inside the gallery folder that points outside it is refused too
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web")
+    link = root / "leak.jpg"
+    try:
+        link.symlink_to(secret)
+        response = _get(server, str(link))
+        assert response.status_code == 403 and b"not for the web" not in response.content
+    finally:
+        link.unlink(missing_ok=True)
+
+
+def test_an_api_caller_cannot_hand_the_app_a_server_path(server):
+    """Inputs must be uploads: a FileData pointing at /etc/passwd never reaches the handler."""
+    fake = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}, "orig_name": "passwd.jpg"}
+    response = httpx.post(server["url"] + "gradio_api/call/classify", json={"data": [fake]}, timeout=30)
+    assert response.status_code == 200
+    event_id = response.json()["event_id"]
+    stream = httpx.get(server["url"] + f"gradio_api/call/classify/{event_id}", timeout=60).text
+    assert "event: error" in stream
+    assert "root:" not in stream
+
+
+def test_concurrent_requests_with_uploads_all_answer_correctly(client, server, tmp_path):
+    """A burst of analogy requests (some with images the gallery has never seen) all come back right:
+    the queue and the model lock serialise the model work without mixing requests up."""
+    from gradio_client import handle_file
+
+    explorer = server["explorer"]
+    root = explorer.gallery.root
+    uploads = []
+    for n, relative in enumerate(("cat/original.jpg", "rocket/original.jpg", "flower/red.jpg")):
+        path = tmp_path / f"upload-{n}.png"
+        Image.open(root / relative).rotate(5 + n).save(path)
+        uploads.append(str(path))
+    gallery_paths = [str(root / item.path) for item in explorer.gallery.items]
+    triples = [(gallery_paths[i % 40], gallery_paths[(i * 7 + 3) % 40], uploads[i % 3] if i % 2 else gallery_paths[(i * 13 + 5) % 40])
+               for i in range(12)]
+    started = time.perf_counter()
+    jobs = [client.submit(*(handle_file(p) for p in triple), "3cosadd", "pooled", True, 3, api_name="/analogy")
+            for triple in triples]
+    results = [job.result(timeout=120) for job in jobs]
+    assert time.perf_counter() - started < 120
+    for triple, out in zip(triples, results):
+        expected = explorer.analogy(list(triple), top_k=3, explain=False)
+        data = json.loads(out[-1])
+        assert [h["id"] for h in data["image_space"]["results"]] == [h.id for h in expected.image_space.results]
+        assert [h["id"] for h in data["caption_space"]["results"]] == [h.id for h in expected.caption_space.results]

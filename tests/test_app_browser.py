@@ -1,0 +1,138 @@
+"""End to end in a real headless browser: Debian's chromium driven by Playwright for Python.
+
+Opens the app (the session's default gallery, real models, a real server on 127.0.0.1), picks A, B
+and C by clicking gallery thumbnails, solves the analogy, checks both result panels and the
+explanation in the chat, asks a follow-up, and saves a screenshot (also copied to out/screenshot.png
+in the repository, git-ignored, for people to look at).
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+import app
+from pipeline.default_gallery import EXAMPLES
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"chromium not found at {CHROMIUM}: run scripts/setup.sh test"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(default_explorer, tmp_path_factory):
+    demo = app.build_demo(default_explorer, eval_dir=tmp_path_factory.mktemp("eval-reports"))
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **app.launch_options(demo))
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "explorer": default_explorer}
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_pick_from_gallery_solve_and_read_the_explanation(server, page, tmp_path):
+    gallery = server["explorer"].gallery
+    ids = [gallery.find(p) for p in EXAMPLES[0]]  # coffee : greyscale coffee :: cat : ?
+    page.goto(server["url"])
+    page.wait_for_selector("#browse button.thumbnail-item")
+    assert "captions by:" in page.locator("#gallery-info").inner_text()
+
+    for role, item_id in zip("abc", ids):
+        # the slot selector moves on by itself: A, then B, then C
+        assert page.locator("#slot-selector input:checked").get_attribute("value") == role.upper()
+        page.locator(f'#browse button[aria-label="Thumbnail {item_id + 1} of {len(gallery)}"]').click()
+        page.wait_for_selector(f"#slot-{role} img")
+        page.wait_for_function(
+            "([role, name]) => document.querySelector(`#slot-${role}`).innerText.includes(name)",
+            arg=[role, gallery.items[item_id].path.rsplit(".", 1)[0]])
+    page.locator("#solve").click()
+
+    page.wait_for_function("() => document.querySelector('#image-space-head')?.innerText.includes('Without exclusion')")
+    page.wait_for_function("() => document.querySelector('#caption-space-head')?.innerText.includes('Without exclusion')")
+    question = page.locator("#question").inner_text()
+    assert "coffee/original.jpg : coffee/greyscale.jpg :: cat/original.jpg : ?" in question
+    for panel in ("#image-space", "#caption-space"):
+        page.wait_for_selector(f"{panel} button.thumbnail-item img")
+        assert page.locator(f"{panel} button.thumbnail-item").count() == 5
+        assert page.locator(f"{panel}-head .iae-badge").count() >= 1
+    assert "cat/greyscale.jpg" in page.locator("#caption-space-head").inner_text()
+    assert "cat" in page.locator("#caption-space .caption-label").first.inner_text()
+
+    page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('What the models see')")
+    chat = page.locator("#chat").inner_text()
+    assert "Image space" in chat and "Without exclusion" in chat
+    assert "Do the two spaces agree?" in page.locator("#agreement").inner_text()
+
+    page.locator("#question-box textarea").fill("why?")
+    page.locator("#question-box textarea").press("Enter")
+    page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('Why these verdicts')")
+
+    page.locator("#solve").scroll_into_view_if_needed()
+    shot = tmp_path / "screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    out = REPO / "out"
+    out.mkdir(exist_ok=True)
+    shutil.copyfile(shot, out / "screenshot.png")
+
+
+def test_a_bad_upload_shows_a_clear_message_and_the_page_keeps_working(server, page, tmp_path):
+    gallery = server["explorer"].gallery
+    page.goto(server["url"])
+    page.wait_for_selector("#browse button.thumbnail-item")
+    for item_id in [gallery.find(p) for p in EXAMPLES[0][:2]]:  # A and B from the gallery
+        page.locator(f'#browse button[aria-label="Thumbnail {item_id + 1} of {len(gallery)}"]').click()
+    page.wait_for_selector("#slot-b img")
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("Shopping list:\n- eggs\n- milk\n")
+    page.locator("#slot-c input[type=file]").set_input_files(str(notes))
+    page.wait_for_function("() => document.querySelector('#slot-c').innerText.includes('notes.jpg (uploaded)')")
+    page.locator("#solve").click()
+    page.wait_for_function("() => document.body.innerText.includes('notes.jpg: not an image')")
+    assert "Traceback" not in page.content()
+    # the page still answers: C from the gallery this time
+    page.locator("#slot-selector label", has_text="C").click()
+    cat = gallery.find(EXAMPLES[0][2])
+    page.locator(f'#browse button[aria-label="Thumbnail {cat + 1} of {len(gallery)}"]').click()
+    page.wait_for_function("() => document.querySelector('#slot-c').innerText.includes('cat/original')")
+    page.locator("#solve").click()
+    page.wait_for_function("() => document.querySelector('#caption-space-head')?.innerText.includes('cat/greyscale.jpg')")
+
+
+def test_classifier_tab_in_the_browser(server, page):
+    page.goto(server["url"])
+    page.get_by_role("tab", name="What the classifier sees").click()
+    gallery = server["explorer"].gallery
+    cat = gallery.find("cat/original.jpg")
+    page.locator(f'button[aria-label="Thumbnail {cat + 1} of {len(gallery)}"]:visible').first.click()
+    page.wait_for_function("() => document.querySelector('#classifier-caption')?.innerText.includes('tabby cat')")
+    labels = page.locator("#classifier-labels").inner_text()
+    assert "cat" in labels and "%" in labels
