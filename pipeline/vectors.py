@@ -48,6 +48,11 @@ ALL_METHODS = METHODS + BASELINES
 #: A squared norm below this counts as zero (zero query, zero offset, candidate equal to c).
 ZERO_SQ_NORM = 1e-6
 
+#: PairDirection: a candidate whose |d - c|^2 = 2 - 2 cos(d, c) is below this is C itself (direction
+#: undefined, score -1). Wider than ZERO_SQ_NORM because cosines come from float32 products, where
+#: cos(c, c) can come out as 0.999999 (|d - c|^2 = 2e-6): this catches cos(d, c) >= 1 - 1e-5.
+SAME_AS_C_SQ_NORM = 2e-5
+
 # Coefficients (x, y, z) of the query x*a + y*b + z*c for the methods that are "cos(d, query)".
 _QUERY_COEFFICIENTS = {
     "3cosadd": (-1.0, 1.0, 1.0),  # b - a + c
@@ -149,7 +154,7 @@ def _pair_direction(sims: np.ndarray, gram: np.ndarray) -> np.ndarray:
     s_a, s_b, s_c = sims[:, _A], sims[:, _B], sims[:, _C]
     dot = s_b - s_a - gram[_C, _B] + gram[_C, _A]
     candidate_sq_norm = np.maximum(2.0 - 2.0 * s_c, 0.0)
-    undefined = candidate_sq_norm < ZERO_SQ_NORM
+    undefined = candidate_sq_norm < SAME_AS_C_SQ_NORM
     safe_norm = np.sqrt(np.where(undefined, 1.0, candidate_sq_norm))
     scores = dot / (safe_norm * np.sqrt(offset_sq_norm))
     return np.where(undefined, -1.0, scores)
