@@ -7,14 +7,12 @@ the traceback).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from pipeline.config import CAPTIONERS, DEVICES, LAYERS
 from pipeline.vectors import ALL_METHODS
 
-EXIT_USAGE = 2
 
 
 def _positive(text: str) -> int:
@@ -127,17 +125,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args, argv if argv is not None else sys.argv[1:])
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # every error reaches the user as one plain line
-        from pipeline.errors import one_line
+    from pipeline.cli import guarded
 
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        if os.environ.get("IAE_DEBUG"):
-            raise
-        return EXIT_USAGE
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: run(args, argv if argv is not None else sys.argv[1:]))

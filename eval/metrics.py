@@ -122,6 +122,12 @@ def class_centroids(vectors: np.ndarray, labels: Sequence[str]) -> tuple[list[st
         ``(classes, centroids)``: the sorted distinct labels and a ``(C, D)`` float32 array whose row i
         is the unit-length centroid of ``classes[i]``.
     """
+    classes, _, sums = _class_sums(vectors, labels)
+    return classes, _unit_rows(sums).astype(np.float32)
+
+
+def _class_sums(vectors: np.ndarray, labels: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(sorted distinct labels, (N,) class index of each item, (C, D) float64 sum of each class's vectors)."""
     vectors = np.asarray(vectors, dtype=np.float64)
     if len(vectors) != len(labels):
         raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
@@ -130,7 +136,7 @@ def class_centroids(vectors: np.ndarray, labels: Sequence[str]) -> tuple[list[st
     y = np.array([index[l] for l in labels], dtype=np.int64)
     sums = np.zeros((len(classes), vectors.shape[1]))
     np.add.at(sums, y, vectors)
-    return classes, _unit_rows(sums).astype(np.float32)
+    return classes, y, sums
 
 
 @dataclass
@@ -162,13 +168,7 @@ def nearest_centroid_loo(vectors: np.ndarray, labels: Sequence[str]) -> Centroid
     one of its class cannot be predicted right (its own-class score is -inf).
     """
     vectors = np.asarray(vectors, dtype=np.float64)
-    if len(vectors) != len(labels):
-        raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
-    classes = sorted(set(labels))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[l] for l in labels], dtype=np.int64)
-    sums = np.zeros((len(classes), vectors.shape[1]))
-    np.add.at(sums, y, vectors)
+    classes, y, sums = _class_sums(vectors, labels)
     counts = np.bincount(y, minlength=len(classes))
     scores = vectors @ _unit_rows(sums).T  # (N, C)
     own = sums[y] - vectors  # the own-class sum without the item

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "by content hash), captions and their embeddings. Prints counts of items, computed, reused.")
     build.add_argument("dir", type=Path, nargs="?", help="folder of images (default: the embedded default gallery)")
     build.add_argument("--no-captions", action="store_true", help="image vectors only")
+    build.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local (default): this process; ray: Ray Data workers, one model each, GPUs "
+                            "where the cluster has them (same cache format)")
+    build.add_argument("--address", help="with --engine ray: the Ray cluster to join, e.g. ray://head:10001 "
+                                         "or auto (default: start a local Ray instance)")
     _common(build)
 
     labels = commands.add_parser("labels", help="top-5 ImageNet labels of images",
@@ -121,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() or bool(os.environ.get("IAE_PROGRESS"))
     progress = tqdm_progress(show_progress)
     if args.command == "gallery":
-        explorer.open_gallery(args.dir, progress, with_captions=not args.no_captions)
+        if args.address and args.engine != "ray":
+            raise ValueError("--address needs --engine ray")
+        explorer.open_gallery(args.dir, progress, with_captions=not args.no_captions,
+                              engine=args.engine, address=args.address)
         stats = explorer.build_stats.as_dict()
         info = explorer.gallery_info() if not args.no_captions else {"root": str(explorer.gallery.root)}
         out = {"gallery": info, **stats}
@@ -172,10 +180,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: run(args))
+
+
+def guarded(command) -> int:
+    """Run ``command()`` (returning an exit status) so that every error reaches the user as one
+    plain line on stderr with exit status 2 (130 on Ctrl-C); IAE_DEBUG=1 re-raises."""
     try:
-        return run(args)
+        return command()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
