@@ -10,13 +10,17 @@ Importing this module loads no model: :func:`main` (or a test) makes the :class:
 and hands it to :func:`build_demo`. Handlers are thin (validate, call the explorer, format); they live
 on :class:`Handlers` so that tests can call them directly. User errors reach the page as ``gr.Error``
 in plain words; anything unexpected is logged with its traceback and shown as a short generic message,
-and the app keeps serving.
+and the app keeps serving. The page shows gallery images through web-sized copies (:class:`Thumbnails`)
+and evaluation figures through copies (:func:`figure_copy`); those folders and Gradio's own uploads are
+all the app serves: never the gallery folder, the rest of the cache, or the evaluation reports.
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import html
+import io
 import json
 import logging
 import os
@@ -35,6 +39,7 @@ from PIL import Image, ImageOps
 from pipeline.config import LAYERS, PROJECT_ROOT, Settings
 from pipeline.errors import USER_ERRORS, one_line
 from pipeline.images import describe, file_sha256
+from pipeline.storage import CacheError, atomic_write_bytes
 from pipeline.vectors import ALL_METHODS
 
 log = logging.getLogger("iae.app")
@@ -44,7 +49,10 @@ DEFAULT_PORT = 7860
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
 MODEL_CONCURRENCY = 2  # the machine's cores do the work; more parallel requests only queue inside
 QUEUE_MAX_SIZE = 64
-THUMB_SIZE = 160
+THUMB_SIZE = 160  # browse panels
+PREVIEW_SIZE = 512  # result panels and picked slots
+MAX_FIGURE_BYTES = 20 * 1024 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_BROWSE = 1000  # thumbnails shown at once in a browse panel; the filter finds the others
 MAX_MARKDOWN_BYTES = 512 * 1024
 GENERIC_ERROR = ("Something went wrong on our side while answering. The error was logged; "
@@ -258,46 +266,140 @@ def latest_eval_report(eval_dir: Path) -> Path | None:
     return max(candidates, key=lambda p: ((p / "results.md").stat().st_mtime, p.name))
 
 
-# --- gallery thumbnails --------------------------------------------------------------------------
+# --- web copies: thumbnails, previews, figures ---------------------------------------------------
 
 
 class Thumbnails:
-    """Small JPEG copies of gallery images for the browse panels, cached in the gallery's store
-    (``thumbs-<size>/<content hash>.jpg``); an image whose thumbnail cannot be written shows itself."""
+    """Web-sized JPEG copies of gallery images, cached in the gallery's store as
+    ``thumbs-<size>/<source hash>-<copy hash>.jpg`` (``previews-<size>/`` for the larger copies shown
+    in the result panels and the picked slots): the first 32 hex digits of the gallery file's SHA-256,
+    then the first 16 of the copy's own.
 
-    def __init__(self, gallery, size: int = THUMB_SIZE):
+    The page only ever shows these copies: the gallery folder itself (captions, labels, notes, the
+    original files) is never served. A copy found on disk is checked against the hash in its name
+    once per process before it is used; a damaged one is made again. Each copy's SHA-256 is
+    remembered, so that a copy handed back by the page (a picked slot, sent with Solve) is recognised
+    as its gallery item. Where no copy can be written (an unwritable store) the image itself is
+    returned (Gradio then serves its own copy); where the gallery file can no longer be read, a grey
+    placeholder."""
+
+    def __init__(self, gallery, size: int = THUMB_SIZE, kind: str = "thumbs"):
         self.gallery = gallery
         self.size = size
-        self.folder = Path(gallery.store) / f"thumbs-{size}"
+        self.folder = Path(gallery.store) / f"{kind}-{size}"
+        self._by_hash: dict[str, int] = {}  # SHA-256 of a copy's bytes -> gallery id
+        self._checked: set[int] = set()  # ids whose copy on disk this process has checked
+        self._names: dict[str, str] | None = None  # source hash (32 hex) -> file name, listed once
 
-    def path(self, item_id: int) -> Path:
+    def _listing(self) -> dict[str, str]:
+        if self._names is None:
+            names: dict[str, str] = {}
+            try:
+                for entry in os.scandir(self.folder):
+                    stem, _, suffix = entry.name.rpartition(".")
+                    if suffix == "jpg" and len(stem) == 49 and stem[32] == "-":
+                        names[stem[:32]] = entry.name
+            except OSError:
+                pass
+            self._names = names
+        return self._names
+
+    def path(self, item_id: int) -> Path | Image.Image:
+        """The copy of gallery item ``item_id``: its file (made where missing or damaged), else an image."""
         item = self.gallery.items[item_id]
-        target = self.folder / f"{item.sha256[:32]}.jpg"
-        if target.is_file():
-            return target
+        key = item.sha256[:32]
+        name = self._listing().get(key)
+        if name is not None:
+            target = self.folder / name
+            if item_id in self._checked and target.is_file():
+                return target
+            try:
+                data = target.read_bytes()
+            except OSError:
+                data = b""
+            if data and hashlib.sha256(data).hexdigest()[:16] == name[33:49]:
+                self._remember(data, item_id)
+                return target
+            log.warning("damaged copy %s of %s: made again", name, item.path)
+            self._names.pop(key, None)  # type: ignore[union-attr]
+            target.unlink(missing_ok=True)
         try:
             with Image.open(self.gallery.path(item_id)) as im:  # the gallery build already vetted this file
                 im.draft("RGB", (self.size * 2, self.size * 2))
                 im = ImageOps.exif_transpose(im).convert("RGB")
                 im.thumbnail((self.size, self.size))
-                self.folder.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                im.save(partial, format="JPEG", quality=85)
-                os.replace(partial, target)
-            return target
-        except Exception as exc:  # unwritable store or odd file: show the original
-            log.warning("no thumbnail for %s: %s", self.gallery.items[item_id].path, exc)
-            return self.gallery.path(item_id)
+        except Exception as exc:  # the file changed or went away since the build
+            log.warning("cannot read gallery image %s: %s", item.path, exc)
+            return Image.new("RGB", (self.size, self.size), (200, 200, 200))
+        buffer = io.BytesIO()
+        im.save(buffer, format="JPEG", quality=85)
+        data = buffer.getvalue()
+        target = self.folder / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.jpg"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        except OSError as exc:  # unwritable store: hand over the image itself
+            log.warning("no web copy of %s: %s", item.path, exc)
+            return im
+        self._listing()[key] = target.name
+        self._remember(data, item_id)
+        return target
 
-    def prepare(self, ids: list[int], progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
-        """Thumbnails of ``ids`` (made where missing, two at a time), in order."""
-        out: list[Path | None] = [None] * len(ids)
+    def _remember(self, data: bytes, item_id: int) -> None:
+        self._by_hash.setdefault(hashlib.sha256(data).hexdigest(), item_id)
+        self._checked.add(item_id)
+
+    def find_hash(self, sha256: str) -> int | None:
+        """The gallery id whose copy (made or checked by this process) has these bytes, else None."""
+        return self._by_hash.get(sha256)
+
+    def prepare(self, ids: list[int], progress: Callable[[int, int, str], None] | None = None) -> list:
+        """Copies of ``ids`` (made where missing, two at a time), in order."""
+        out: list = [None] * len(ids)
         with ThreadPoolExecutor(max_workers=2) as pool:
             for n, (i, path) in enumerate(zip(range(len(ids)), pool.map(self.path, ids)), 1):
                 out[i] = path
                 if progress and (n % 50 == 0 or n == len(ids)):
                     progress(n, len(ids), "thumbnails")
-        return out  # type: ignore[return-value]
+        return out
+
+
+def figure_copy(png: Path, folder: Path) -> Path | Image.Image | None:
+    """A copy of an evaluation figure in ``folder`` (``<content hash>.png``), the only place figures
+    are served from; None when ``png`` is not a PNG file of at most :data:`MAX_FIGURE_BYTES`."""
+    try:
+        if png.stat().st_size > MAX_FIGURE_BYTES:
+            return None
+        data = png.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    target = Path(folder) / f"{digest[:32]}.png"
+    try:
+        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+            return target
+    except OSError:
+        pass
+    try:
+        atomic_write_bytes(target, data)
+        return target
+    except CacheError as exc:
+        log.warning("no web copy of the figure %s: %s", png.name, exc)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                return im.copy()
+        except Exception:
+            return None
+
+
+def web_value(copy) -> Any:
+    """A copy from :class:`Thumbnails` as a Gradio value: a file path as text, an image as is."""
+    return str(copy) if isinstance(copy, Path) else copy
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -312,6 +414,29 @@ class Handlers:
         self.gallery = explorer.require_gallery()
         self.eval_dir = Path(eval_dir) if eval_dir is not None else DEFAULT_EVAL_DIR
         self.thumbnails = thumbnails or Thumbnails(self.gallery)
+        self.previews = Thumbnails(self.gallery, PREVIEW_SIZE, kind="previews")
+        self.figures_folder = Path(explorer.settings.cache_dir) / "eval-figures"
+
+    def served_folders(self) -> list[Path]:
+        """The only folders whose files the app serves (besides Gradio's own uploads and copies):
+        web copies of gallery images and of evaluation figures, never the gallery folder itself."""
+        return [self.thumbnails.folder, self.previews.folder, self.figures_folder]
+
+    def preview(self, item_id: int):
+        """Gradio value showing gallery item ``item_id`` (its 512 px copy)."""
+        return web_value(self.previews.path(item_id))
+
+    def find_item(self, path) -> int | None:
+        """The gallery id of a file whose bytes are a gallery image or a copy this app served, else None."""
+        try:
+            digest = file_sha256(path)
+        except (OSError, ValueError):
+            return None
+        for found in (self.gallery.find_hash(digest), self.previews.find_hash(digest),
+                      self.thumbnails.find_hash(digest)):
+            if found is not None:
+                return found
+        return None
 
     # gallery browsing ----------------------------------------------------------------------------
 
@@ -329,7 +454,7 @@ class Handlers:
         return ids[:MAX_BROWSE]
 
     def browse_value(self, ids: list[int]) -> list[tuple[str, str]]:
-        return [(str(p), self.item_caption(i)) for i, p in zip(ids, self.thumbnails.prepare(ids))]
+        return [(web_value(p), self.item_caption(i)) for i, p in zip(ids, self.thumbnails.prepare(ids))]
 
     def filter_gallery(self, query: str):
         """-> (browse panel value, ids shown, note)."""
@@ -346,14 +471,9 @@ class Handlers:
     def pick(self, slot: str, ids: list[int], evt: gr.SelectData):
         """A click on a browse thumbnail: fill ``slot`` (A, B or C) and move the selector to the next
         slot. -> (A, B, C image updates, next slot)."""
-        if evt is None or evt.index is None:
-            raise gr.Error("Click a gallery thumbnail to pick it.")
-        index = evt.index if isinstance(evt.index, int) else evt.index[0]
-        if not ids or not 0 <= index < len(ids):
-            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
-        item_id = ids[index]
+        item_id = self.picked_id(ids, evt)
         slot = slot if slot in ("A", "B", "C") else "A"
-        update = gr.Image(value=str(self.gallery.path(item_id)))
+        update = gr.Image(value=self.preview(item_id))
         updates = [update if role == slot else gr.skip() for role in ("A", "B", "C")]
         next_slot = {"A": "B", "B": "C", "C": "A"}[slot]
         return (*updates, next_slot)
@@ -363,20 +483,31 @@ class Handlers:
         if not image:
             return gr.Image(label=f"{role}: upload, or pick from the gallery")
         path = Path(str(image.get("path") if isinstance(image, dict) else image))
-        try:
-            found = self.gallery.find_hash(file_sha256(path))
-        except OSError:
-            found = None
+        found = self.find_item(path)
         if found is not None:
             return gr.Image(label=f"{role}: {self.item_caption(found)}")
         return gr.Image(label=f"{role}: {describe(path)} (uploaded)")
 
+    def picked_id(self, ids: list[int], evt: gr.SelectData | None) -> int:
+        """The gallery id a click on a browse panel chose: ``ids[evt.index]``. The page sends the index
+        (any API caller can send anything): only a whole number within the panel is accepted, and the
+        ids come from the server-side session state."""
+        index = getattr(evt, "index", None)
+        if isinstance(index, (list, tuple)) and index:
+            index = index[0]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise gr.Error("Click a gallery thumbnail to pick it.")
+        if not ids or not 0 <= index < len(ids):
+            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
+        item_id = ids[index]
+        if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 <= item_id < len(self.gallery):
+            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
+        return item_id
+
     def pick_for_classifier(self, ids: list[int], evt: gr.SelectData):
         """A click on the classifier tab's browse panel -> (image, top-5 labels, caption markdown)."""
-        if evt is None or evt.index is None or not ids or not 0 <= evt.index < len(ids):
-            raise gr.Error("Click a gallery thumbnail to pick it.")
-        item_id = ids[evt.index]
-        return (str(self.gallery.path(item_id)), *self.classify(item_id))
+        item_id = self.picked_id(ids, evt)
+        return (self.preview(item_id), *self.classify(item_id))
 
     # analogy -------------------------------------------------------------------------------------
 
@@ -390,10 +521,7 @@ class Handlers:
             image = image.get("path")
         path = Path(str(image))
         if path.is_file():
-            try:
-                found = self.gallery.find_hash(file_sha256(path))
-            except OSError:
-                found = None
+            found = self.find_item(path)
             if found is not None:
                 return found
         return str(path)
@@ -423,7 +551,7 @@ class Handlers:
         def gallery_value(result):
             if result is None:
                 return []
-            return [(str(self.gallery.path(h.id)), hit_caption(rank, h)) for rank, h in enumerate(result.results, 1)]
+            return [(self.preview(h.id), hit_caption(rank, h)) for rank, h in enumerate(result.results, 1)]
 
         return (question_markdown(report),
                 space_html(report.image_space, "Image space"), gallery_value(report.image_space),
@@ -493,7 +621,9 @@ class Handlers:
         # Figures are shown below the text; inline image links would point at files the page cannot read.
         text = re.sub(r"!\[([^\]]*)\]\(([^)\s]+)[^)]*\)", lambda m: f"*(figure: {Path(m.group(2)).name}, shown below)*", text)
         head = f"**Report:** `{folder.name}` (newest in `{self.eval_dir.name}/`)\n\n"
-        return head + text, [(str(p), p.name) for p in pngs]
+        figures = [(copy if isinstance(copy, Image.Image) else str(copy), p.name)
+                   for p in pngs if (copy := figure_copy(p, self.figures_folder)) is not None]
+        return head + text, figures
 
     # info ----------------------------------------------------------------------------------------
 
@@ -528,7 +658,8 @@ class Handlers:
         for labels in TALK_ANALOGIES:
             if all(label in by_label for label in labels):
                 triples.append(tuple(by_label[label] for label in labels))  # type: ignore[arg-type]
-        paths = [[str(g.path(i)) for i in t] for t in triples]
+        triples = [t for t in triples if all(isinstance(self.previews.path(i), Path) for i in t)]
+        paths = [[self.preview(i) for i in t] for t in triples]
 
         def name(i):
             item = g.items[i]
@@ -674,12 +805,17 @@ def build_demo(explorer_or_factory, eval_dir: Path | str | None = None, handlers
 
 
 def launch_options(demo: gr.Blocks) -> dict:
-    """``demo.launch`` keyword arguments that enforce the app's limits: the upload size cap, files
-    served only from the gallery (and its thumbnails) and the evaluation folder, CSS."""
+    """``demo.launch`` keyword arguments that enforce the app's limits: the upload size cap; files served
+    only from the folders of web copies (:meth:`Handlers.served_folders`: gallery thumbnails and
+    previews, evaluation figures) besides Gradio's own uploads, with the gallery folder itself blocked
+    (so not even a handler could hand out a file from it); CSS."""
     h: Handlers = demo.iae_handlers  # type: ignore[attr-defined]
-    allowed = [str(h.gallery.root.resolve()), str(h.thumbnails.folder.resolve()), str(h.eval_dir.resolve())]
+    allowed = [str(folder.resolve()) for folder in h.served_folders()]
+    root = h.gallery.root.resolve()
+    # (a cache folder inside the gallery folder would be blocked with it: then only the copies are allowed)
+    blocked = [] if any(Path(folder).is_relative_to(root) for folder in allowed) else [str(root)]
     return {"max_file_size": h.explorer.settings.max_file_bytes, "allowed_paths": allowed,
-            "css": CSS, "show_error": False, "theme": gr.themes.Soft()}
+            "blocked_paths": blocked, "css": CSS, "show_error": False, "theme": gr.themes.Soft()}
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -108,8 +108,10 @@ def test_limits_and_concurrency_are_wired(default_explorer, tmp_path):
     options = app.launch_options(demo)
     h = demo.iae_handlers
     assert options["max_file_size"] == default_explorer.settings.max_file_bytes
-    assert options["allowed_paths"] == [str(default_explorer.gallery.root.resolve()),
-                                        str(h.thumbnails.folder.resolve()), str(tmp_path.resolve())]
+    # only the web copies are served (thumbnails, previews, evaluation figures), never the gallery folder
+    assert options["allowed_paths"] == [str(h.thumbnails.folder.resolve()), str(h.previews.folder.resolve()),
+                                        str(h.figures_folder.resolve())]
+    assert options["blocked_paths"] == [str(default_explorer.gallery.root.resolve())]
     assert demo._queue.max_size == app.QUEUE_MAX_SIZE
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
     for name in ("analogy", "ask", "classify"):
@@ -130,7 +132,7 @@ def test_info_shows_gallery_and_captioner(handlers):
 def test_examples_for_the_default_gallery(handlers, default_explorer):
     paths, labels = handlers.examples()
     assert len(paths) == len(EXAMPLES) == len(labels)
-    assert paths[0] == [gallery_file(default_explorer, p) for p in EXAMPLES[0]]
+    assert paths[0] == [handlers.preview(default_explorer.gallery.find(p)) for p in EXAMPLES[0]]
     assert labels[0] == "coffee/original : coffee/greyscale :: cat/original : ?"
 
 
@@ -140,7 +142,9 @@ def test_examples_for_imagen_are_the_talks_analogies(imagen_explorer):
     paths, labels = handlers.examples()
     assert labels == ["sheep : camel :: seal : ?", "flute : oboe :: domestic cat : ?",
                       "brassiere : maillot :: guacamole : ?"]
-    assert Path(paths[0][0]).name.endswith("_sheep.jpg") and Path(paths[1][2]).name.endswith("_domestic_cat.jpg")
+    items = imagen_explorer.gallery.items
+    assert items[handlers.find_item(paths[0][0])].path.endswith("_sheep.jpg")
+    assert items[handlers.find_item(paths[1][2])].path.endswith("_domestic_cat.jpg")
     out = solve(handlers, *paths[0])
     assert out["report"].inputs[2].label == "seal"
     assert all(CAPTION_RE.match(caption) for _, caption in out["image_gallery"])
@@ -156,7 +160,7 @@ def test_solve_gallery_triple_fills_both_spaces(handlers, default_explorer):
                                          (report.caption_space, "caption_gallery", "caption_head")):
         shown = out[gallery_key]
         assert len(shown) == 4
-        assert [Path(p) for p, _ in shown] == [default_explorer.gallery.path(h.id) for h in space.results]
+        assert [p for p, _ in shown] == [handlers.preview(h.id) for h in space.results]  # web copies
         for (_, caption), hit in zip(shown, space.results):
             assert CAPTION_RE.match(caption), caption
             assert f"{hit.score:.3f} · {hit.label} · {hit.caption}" in caption
@@ -252,7 +256,7 @@ def test_picking_thumbnails_fills_the_selected_slot_and_moves_on(handlers, defau
     updates = handlers.pick("B", ids, gr.SelectData(None, {"index": 6, "value": None}))
     a_update, b_update, c_update, next_slot = updates
     assert isinstance(a_update, dict) and isinstance(c_update, dict)  # gr.skip()
-    assert b_update.constructor_args["value"] == str(default_explorer.gallery.path(6))
+    assert b_update.constructor_args["value"] == handlers.preview(6)
     assert handlers.slot_label("B", b_update.constructor_args["value"]).label == "B: #6 cat/original"
     assert next_slot == "C"
     assert handlers.pick("C", ids, gr.SelectData(None, {"index": 0, "value": None}))[-1] == "A"
@@ -292,7 +296,7 @@ def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explore
     labels, text = handlers.classify(str(upload))
     assert len(labels) == 5 and "**Caption:**" in text and "Gallery item" not in text
     picked = handlers.pick_for_classifier(handlers.browse_ids(""), gr.SelectData(None, {"index": 6, "value": None}))
-    assert picked[0] == str(default_explorer.gallery.path(6)) and len(picked[1]) == 5
+    assert picked[0] == handlers.preview(6) and len(picked[1]) == 5
     with pytest.raises(gr.Error, match="Upload an image"):
         handlers.classify(None)
 
@@ -332,7 +336,9 @@ def test_eval_view_shows_the_newest_report(tmp_path, default_explorer):
     text, figures = handlers.eval_view()
     assert "# New results" in text and "run-2" in text and "| flips | 0.9 |" in text
     assert "(figure: accuracy.png, shown below)" in text and "](accuracy.png)" not in text
-    assert figures == [(str(new / "accuracy.png"), "accuracy.png")]
+    assert [name for _, name in figures] == ["accuracy.png"]  # served from a copy, not the reports folder
+    assert Path(figures[0][0]).parent == handlers.figures_folder
+    assert Path(figures[0][0]).read_bytes() == (new / "accuracy.png").read_bytes()
 
 
 # --- the real server -----------------------------------------------------------------------------
@@ -431,8 +437,10 @@ def _get(server, path: str) -> httpx.Response:
 def test_file_route_serves_the_gallery_and_nothing_else(server, tmp_path):
     gallery = server["explorer"].gallery
     root = gallery.root.resolve()
-    assert _get(server, str(root / "cat/original.jpg")).status_code == 200  # the control
+    preview = server["demo"].iae_handlers.preview(gallery.find("cat/original.jpg"))
+    assert _get(server, preview).status_code == 200  # the control: web copies are served
     refused = [
+        str(root / "cat/original.jpg"),  # the gallery's own files are not (only their web copies)
         "/etc/passwd",
         str(root) + "/../../../../../../etc/passwd",
         str(root) + "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
