@@ -11,6 +11,8 @@ order, and the array's checksum): embeddings are reused by text, so only new cap
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 import numpy as np
@@ -53,17 +55,14 @@ def caption_gallery(gallery, models, settings, progress=None):
     elif chosen == "blip":
         blip_name = models.blip().name
         cache_path = gallery.store / f"captions-{_safe(blip_name)}.json"
-        try:
-            cached = read_json(cache_path) if cache_path.exists() else {}
-        except CacheError:
-            cached = {}
+        cached = read_caption_cache(cache_path)
         missing = [item for item in gallery.items if item.sha256 not in cached]
         for start in range(0, len(missing), BLIP_CHUNK):
             chunk = missing[start:start + BLIP_CHUNK]
             images = [load_image(gallery.path(item.id), max_pixels=settings.max_pixels) for item in chunk]
             for item, text in zip(chunk, models.blip_captions(images)):
                 cached[item.sha256] = text
-            write_json(cache_path, cached)  # after each chunk, so an interrupted run resumes
+            write_caption_cache(cache_path, cached)  # after each chunk, so an interrupted run resumes
             progress(start + len(chunk), len(missing), "captioning with BLIP")
         for item in gallery.items:
             texts[item.id], captioners[item.id] = cached[item.sha256], blip_name
@@ -79,6 +78,29 @@ def caption_gallery(gallery, models, settings, progress=None):
     vectors = embed_cached(gallery.store, models, settings.text_model, texts)
     progress(n, n, "embedding captions")
     return Captions(texts, captioners, vectors, settings.text_model, announcement)  # type: ignore[arg-type]
+
+
+def _captions_digest(captions: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(captions, sort_keys=True).encode()).hexdigest()
+
+
+def write_caption_cache(path, captions: dict[str, str]) -> None:
+    """Save content hash -> caption with a checksum of the mapping (atomic)."""
+    write_json(path, {"captions": captions, "sha256": _captions_digest(captions)})
+
+
+def read_caption_cache(path) -> dict[str, str]:
+    """The cached captions, or {} when the file is missing, unreadable or fails its checksum
+    (a damaged file is never used: its captions are computed again)."""
+    if not path.exists():
+        return {}
+    try:
+        data = read_json(path)
+        if _captions_digest(data["captions"]) == data["sha256"]:
+            return dict(data["captions"])
+    except (CacheError, KeyError, TypeError, AttributeError):
+        pass
+    return {}
 
 
 def embed_cached(store, models, text_model: str, texts: list[str]) -> np.ndarray:

@@ -331,3 +331,28 @@ def test_builds_killed_at_random_points_resume_to_an_identical_cache(tmp_path, s
     # (a run may finish before its kill comes; the seeded points make most of them land mid-build)
     assert kills >= 2 and any(e.get("killed") and e["shards_left"] and not e["manifest"] for e in log), log
     print(f"{kills} SIGKILLs in {KILL_TRIALS} trials, each resumed to an identical cache:", log)
+
+
+def test_blip_caption_cache_checksum_and_stale_temporaries(tmp_path):
+    """A caption cache with a flipped byte is not used; old *.tmp files left by killed writes go."""
+    import os
+    import time
+
+    from pipeline.captions import read_caption_cache, write_caption_cache
+    from pipeline.gallery import remove_stale_temporaries
+
+    path = tmp_path / "captions-blip.json"
+    write_caption_cache(path, {"ab" * 32: "a dog on a sofa", "cd" * 32: "a red car"})
+    assert read_caption_cache(path)["cd" * 32] == "a red car"
+    path.write_bytes(path.read_bytes().replace(b"a red car", b"a red cat"))
+    assert read_caption_cache(path) == {}
+    path.write_bytes(b"{")
+    assert read_caption_cache(path) == {}
+
+    old, fresh = tmp_path / "shards" / "x.npz.1.tmp", tmp_path / "y.tmp"
+    old.parent.mkdir()
+    old.write_bytes(b"torn")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not old.exists() and fresh.exists()
