@@ -40,6 +40,7 @@ class AnalogyInput:
     caption: str | None
     captioner: str | None
     vectors: dict[str, np.ndarray] = field(repr=False)
+    source: str | None = None  # for an uploaded image: the file it came from (to ask again)
 
     def as_dict(self) -> dict:
         return {"role": self.role, "name": self.name, "id": self.item_id, "label": self.label,
@@ -130,7 +131,7 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
         if same is not None:
             inputs[i] = gallery_input(gallery, role, same)
         else:
-            external.append((i, role, describe(ref), digest, image))
+            external.append((i, role, describe(ref), digest, image, ref))
     if external:
         images = [e[4] for e in external]
         out = models.classify(images)
@@ -139,7 +140,7 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
         captions = caption_external(gallery, models, images, out.logits) if captioner is None else captioner(images, out.logits)
         texts = [c[0] for c in captions]
         caption_vectors = models.embed_texts(texts) if gallery.captions is not None else None
-        for j, (i, role, name, digest, _) in enumerate(external):
+        for j, (i, role, name, digest, _, ref) in enumerate(external):
             vectors = {
                 "image:pooled": vec.l2_normalize(out.pooled[j]),
                 "image:logits": vec.l2_normalize(out.logits[j]),
@@ -148,8 +149,9 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
             if caption_vectors is not None:
                 vectors["caption"] = vec.l2_normalize(caption_vectors[j])
             labels = top_labels(out.logits[j:j + 1], 5)[0]
+            source = str(ref) if isinstance(ref, (str, Path)) else None
             inputs[i] = AnalogyInput(role, name, None, digest, labels[0].name, labels,
-                                     captions[j][0], captions[j][1], vectors)
+                                     captions[j][0], captions[j][1], vectors, source)
     return inputs  # type: ignore[return-value]
 
 
@@ -180,26 +182,29 @@ def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method
     settings = gallery.settings
     index = gallery.index(space)
     a, b, c = (inp.vectors[space] for inp in inputs)
-    sims = index.similarities(np.stack([a, b, c]))  # (N, 3): cos(d, a), cos(d, b), cos(d, c)
+    # (R, 3): cos(d, a), cos(d, b), cos(d, c) of the scored rows: all N (rows None) on an exact index,
+    # else the candidate rows of an approximate one (see _scored_rows).
+    rows, sims = _scored_rows(index, inputs, a, b, c, top_k, settings.near_duplicate_threshold)
     gram = vec.gram_matrix(a, b, c)
     eps = settings.cosmul_eps
     scores = {m: vec.method_scores(sims, gram, m, eps) for m in dict.fromkeys([method, *vec.BASELINES])}
 
-    excluded = _exclusions(inputs, sims, settings.near_duplicate_threshold)
+    excluded = _exclusions(inputs, sims, settings.near_duplicate_threshold, rows)
     excluded_ids = [e["id"] for e in excluded] if exclude else []
 
     def hits(method_scores: np.ndarray, k: int, skip) -> list[Hit]:
-        ids, values = vec.top_k(method_scores, k, exclude=skip)
-        return [_hit(gallery, int(i), float(s)) for i, s in zip(ids, values)]
+        ids, values = vec.top_k(method_scores, k, exclude=_positions(rows, skip))
+        return [_hit(gallery, _gallery_id(rows, i), float(s)) for i, s in zip(ids, values)]
 
     results = hits(scores[method], top_k, excluded_ids)
     baselines = {}
     for name in vec.BASELINES:
         top = hits(scores[name], 1, excluded_ids)
         baselines[name] = top[0] if top else None
-    without = _without_exclusion(gallery, inputs, scores[method], gram, method, eps)
+    without = _without_exclusion(gallery, inputs, scores[method], gram, method, eps, rows)
 
-    measurements = {"offset_norm": vec.offset_norm(a, b), "typical_nn_distance": gallery.typical_nn_distance(space)}
+    measurements = {"offset_norm": vec.offset_norm(a, b), "typical_nn_distance": gallery.typical_nn_distance(space),
+                    "scored_rows": int(len(sims))}
     measurements["offset_relative"] = (measurements["offset_norm"] / measurements["typical_nn_distance"]
                                        if measurements["typical_nn_distance"] > 0 else float("inf"))
     verdicts: list[str] = []
@@ -234,20 +239,27 @@ def _hit(gallery: Gallery, item_id: int, score: float) -> Hit:
     return Hit(item_id, item.path, item.label, score, caption)
 
 
-def _exclusions(inputs: list[AnalogyInput], sims: np.ndarray, threshold: float) -> list[dict]:
-    """Gallery rows to exclude: inputs by id; for uploaded inputs, near-duplicates (cos > threshold)."""
+def _exclusions(inputs: list[AnalogyInput], sims: np.ndarray, threshold: float, rows=None) -> list[dict]:
+    """Gallery rows to exclude: inputs by id; for uploaded inputs, near-duplicates (cos > threshold).
+    ``sims`` holds the scored rows (gallery ids ``rows``, or all rows when None)."""
     excluded: dict[int, str] = {}
     for column, inp in enumerate(inputs):
         if inp.item_id is not None:
             excluded.setdefault(inp.item_id, f"input {inp.role}")
         else:
             for row in np.flatnonzero(sims[:, column] > threshold):
-                excluded.setdefault(int(row), f"near-duplicate of uploaded {inp.role} (cos {sims[row, column]:.3f})")
+                excluded.setdefault(_gallery_id(rows, row),
+                                    f"near-duplicate of uploaded {inp.role} (cos {sims[row, column]:.3f})")
     return [{"id": i, "reason": r} for i, r in excluded.items()]
 
 
-def _without_exclusion(gallery, inputs, gallery_scores, gram, method, eps) -> dict:
-    """What wins with nothing excluded, among gallery items and the (uploaded) inputs themselves."""
+def _without_exclusion(gallery, inputs, gallery_scores, gram, method, eps, rows=None) -> dict:
+    """What wins with nothing excluded, among gallery items and the (uploaded) inputs themselves.
+
+    ``gallery_scores`` are the scored rows' (gallery ids ``rows``, or all rows when None). On an
+    approximate index the ranks are among the candidate rows only: ``ranks_exact`` is then False (they
+    are exact whenever the candidates hold every row that outscores the input, which the over-fetch
+    makes likely for the small ranks that matter)."""
     external = [inp for inp in inputs if inp.item_id is None]
     # The inputs' own scores: their similarities to a, b, c are rows of the Gram matrix.
     input_scores = vec.method_scores(gram.astype(np.float32), gram, method, eps)
@@ -259,8 +271,59 @@ def _without_exclusion(gallery, inputs, gallery_scores, gram, method, eps) -> di
         winner_input = external[best - n]
         winner, top = winner_input.role, winner_input.name
     else:
-        top = _hit(gallery, best, float(gallery_scores[best]))
-        winner = next((inp.role for inp in inputs if inp.item_id == best), None)
-    positions = {inp.role: (inp.item_id if inp.item_id is not None else n + external.index(inp)) for inp in inputs}
+        top = _hit(gallery, _gallery_id(rows, best), float(gallery_scores[best]))
+        winner = next((inp.role for inp in inputs if inp.item_id == _gallery_id(rows, best)), None)
+    positions = {inp.role: (_positions(rows, [inp.item_id])[0] if inp.item_id is not None else n + external.index(inp))
+                 for inp in inputs}
     ranks = vec.ranks(candidates, [positions[r] for r in ROLES])
-    return {"winner": winner, "top": top, "input_ranks": dict(zip(ROLES, ranks))}
+    return {"winner": winner, "top": top, "input_ranks": dict(zip(ROLES, ranks)), "ranks_exact": rows is None}
+
+
+# --- exact answers on approximate indexes ------------------------------------------------------
+
+#: Over-fetch of the approximate path: each candidate query fetches top_k + (inputs in the gallery) +
+#: this many rows from the index, so that exclusion and the baselines still find their true top rows.
+CANDIDATE_MARGIN = 150
+
+
+def _scored_rows(index, inputs: list[AnalogyInput], a, b, c, top_k: int, threshold: float):
+    """(rows, sims): the gallery rows to score and their exact (R, 3) cosines with a, b, c.
+
+    Exact index: rows is None and every row is scored. Approximate index: rows (sorted int64 gallery
+    ids) is the union of the index's top-K' rows for the linear queries of every method and baseline,
+    c, b - a + c, b + c, c - (b - a) and b - a (PairDirection's offset; 3CosMul and MULTIPLY rank
+    like b + c - a and b + c), plus an uploaded A or B itself (its near-duplicates are excluded),
+    plus the inputs' own ids, with K' = top_k + inputs + CANDIDATE_MARGIN. Scores over these rows are exact, so the
+    answers are the exact ones whenever the index found each linear query's true top K' (recall@10
+    is measured at build time; the over-fetch makes this stricter condition hold in practice).
+    When an uploaded input's own query still has rows above the near-duplicate ``threshold`` at its
+    K'-th place, K' is doubled until none is cut off, so near-duplicate exclusion stays complete.
+    """
+    abc = np.stack([a, b, c])
+    if index.exact:
+        return None, index.similarities(abc)
+    in_gallery = sorted({inp.item_id for inp in inputs if inp.item_id is not None})
+    uploaded = [column for column, inp in enumerate(inputs) if inp.item_id is None]
+    queries = np.stack([c, b - a + c, b + c, c - (b - a), b - a] + [(a, b)[col] for col in uploaded if col < 2])
+    k = min(len(index), top_k + len(in_gallery) + CANDIDATE_MARGIN)
+    while True:
+        rows = index.candidates(queries, k, include=in_gallery)
+        sims = index.similarities(abc, rows)
+        cut_off = [column for column in uploaded if len(rows) >= k and np.sort(sims[:, column])[-k] > threshold]
+        if not cut_off or k >= len(index):
+            return rows, sims
+        k = min(len(index), 2 * k)
+
+
+def _gallery_id(rows, position) -> int:
+    """Gallery id of a scored row's position (rows None: the position is the id)."""
+    return int(position) if rows is None else int(rows[int(position)])
+
+
+def _positions(rows, ids) -> list[int]:
+    """Positions among the scored rows of gallery ``ids`` (those not scored are left out)."""
+    ids = [int(i) for i in ids]
+    if rows is None or not ids:
+        return ids
+    found = np.searchsorted(rows, ids)
+    return [int(p) for p, i in zip(found, ids) if p < len(rows) and rows[p] == i]

@@ -71,13 +71,14 @@ class Explorer:
     # --- gallery ---------------------------------------------------------------------------------
 
     def open_gallery(self, root: Path | str | None = None, progress: Progress | None = None,
-                     with_captions: bool = True) -> Gallery:
-        """Build or load the gallery of ``root`` (None: the embedded default gallery)."""
+                     with_captions: bool = True, **build_options) -> Gallery:
+        """Build or load the gallery of ``root`` (None: the embedded default gallery).
+        ``build_options`` go to :func:`pipeline.gallery.build_gallery` (``engine``, ``address``)."""
         if root is None:
             root = default_gallery.materialize(default_gallery.default_gallery_dir(self.settings.cache_dir))
         with self._lock:
             self.gallery, self.build_stats = build_gallery(Path(root), self.settings, self.models, progress,
-                                                           with_captions=with_captions)
+                                                           with_captions=with_captions, **build_options)
         return self.gallery
 
     def require_gallery(self) -> Gallery:

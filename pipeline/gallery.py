@@ -36,7 +36,7 @@ from .config import Settings
 from .images import IMAGE_SUFFIXES, ImageError, file_sha256, load_image
 from .index import StaleIndexError, VectorIndex, load_index
 from .labels import softmax, top_labels
-from .storage import CacheError, atomic_write_bytes, read_array, read_json, write_array, write_json
+from .storage import CacheError, atomic_write_bytes, read_array, read_json, write_json, writing_array
 
 MANIFEST_VERSION = 1
 CHUNK = 128
@@ -251,6 +251,8 @@ class Gallery:
 
         Exact duplicates are collapsed first: label captions repeat often, and a zero distance to a
         copy says nothing about how far apart different items are."""
+        if space not in self._nn_distance and not self.index(space).exact:  # large: ask the index
+            self._nn_distance[space] = self.index(space).typical_nn_distance()
         if space not in self._nn_distance:
             distinct = np.unique(self.vectors(space), axis=0)
             self._nn_distance[space] = vec.typical_nn_distance(distinct) if len(distinct) >= 2 else 0.0
@@ -261,18 +263,27 @@ class Gallery:
 
 
 def space_vectors(space: str, pooled: np.ndarray, logits: np.ndarray, captions: Captions | None) -> np.ndarray:
-    """Normalised (N, D) float32 vectors of a space key from raw arrays (probs = softmax(logits))."""
+    """Normalised (N, D) float32 vectors of a space key from raw arrays (probs = softmax(logits)).
+    Row by row, in chunks: a memory-mapped (1M, 1280) array is never copied whole in float64."""
     if space == "image:pooled":
-        return vec.l2_normalize(np.asarray(pooled, dtype=np.float32))
+        return _rowwise(pooled, vec.l2_normalize)
     if space == "image:logits":
-        return vec.l2_normalize(np.asarray(logits, dtype=np.float32))
+        return _rowwise(logits, vec.l2_normalize)
     if space == "image:probs":
-        return vec.l2_normalize(softmax(np.asarray(logits, dtype=np.float32)))
+        return _rowwise(logits, lambda block: vec.l2_normalize(softmax(block)))
     if space == "caption":
         if captions is None:
             raise GalleryError("this gallery has no captions yet; build it with captions first")
         return vec.l2_normalize(captions.vectors)
     raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
+
+
+def _rowwise(array: np.ndarray, transform, chunk: int = 65_536) -> np.ndarray:
+    """transform(float32 rows) applied to ``array`` (N, D) chunk by chunk, into one float32 array."""
+    out = np.empty(array.shape, dtype=np.float32)
+    for start in range(0, len(array), chunk):
+        out[start:start + chunk] = transform(np.asarray(array[start:start + chunk], dtype=np.float32))
+    return out
 
 
 def _captions_digest(captions: Captions | None) -> str | None:
@@ -285,10 +296,13 @@ def _captions_digest(captions: Captions | None) -> str | None:
 
 
 def build_gallery(root: Path, settings: Settings, models, progress: Progress | None = None,
-                  with_captions: bool = True) -> tuple[Gallery, BuildStats]:
+                  with_captions: bool = True, engine: str = "local",
+                  address: str | None = None) -> tuple[Gallery, BuildStats]:
     """Build (or load from cache) the gallery of the folder ``root``; see the module docstring.
 
     ``models`` is a :class:`pipeline.models.Models`. Returns the gallery and what the build did.
+    ``engine``: ``local`` (this process) or ``ray`` (Ray Data workers, see :mod:`pipeline.distributed`;
+    ``address`` names an existing Ray cluster, default a local Ray instance); both write the same cache.
     Raises GalleryError for a missing, empty or unreadable folder and CacheError for an unwritable cache.
     """
     started = time.perf_counter()
@@ -321,12 +335,17 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
     classifier = models.classifier
     model_key = classifier.model_key
     table = FeatureTable.load(store, model_key)
+    remove_stale_temporaries(store)
     stats = BuildStats()
 
     todo = [(rel, h) for rel, h in zip(relative_paths, hashes) if h is not None and h not in table and h not in table.rejected]
     todo = list({h: (rel, h) for rel, h in todo}.values())  # each content once
     stats.computed = len(todo)
-    if todo:
+    if todo and engine == "ray":
+        from .distributed import compute_features_ray
+
+        compute_features_ray(root, todo, table, settings, progress, address=address)
+    elif todo:
         _compute_features(root, todo, table, models, settings, progress)
 
     items, rows = [], []
@@ -354,6 +373,24 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
         gallery.captions = caption_gallery(gallery, models, settings, progress)
     stats.seconds = time.perf_counter() - started
     return gallery, stats
+
+
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def remove_stale_temporaries(store: Path, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+    """Delete ``*.tmp`` files that killed writes left in the store (only old ones: a build running
+    beside this one may be about to rename a fresh one). Returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for tmp in Path(store).glob("**/*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _decode_chunk(root: Path, chunk: list[tuple[str, str]], settings: Settings, preprocess):
@@ -397,8 +434,10 @@ class FeatureTable:
     def __init__(self, store: Path, model_key: str):
         self.store = Path(store)
         self.model_key = model_key
-        self.rows: dict[str, tuple[np.ndarray, int]] = {}  # hash -> (source index, row)
-        self.sources: list[tuple[np.ndarray, np.ndarray]] = []  # (pooled, logits)
+        self.rows: dict[str, tuple[int, int]] = {}  # hash -> (source index, row)
+        # (pooled, logits) memory maps of the consolidated arrays, or the path of a shard, read only
+        # when consolidating: a build of a million images never holds all its vectors in memory.
+        self.sources: list[tuple[np.ndarray, np.ndarray] | Path] = []
         self.rejected: dict[str, str] = {}
         self.messages: list[str] = []
         self.shard_paths: list[Path] = []
@@ -416,7 +455,7 @@ class FeatureTable:
                 if manifest.get("version") == MANIFEST_VERSION and manifest.get("model") == model_key:
                     pooled = read_array(table.store / "pooled.npy", manifest["arrays"]["pooled"])
                     logits = read_array(table.store / "logits.npy", manifest["arrays"]["logits"])
-                    table._add_source([item["sha256"] for item in manifest["items"]], pooled, logits)
+                    table._add_source([item["sha256"] for item in manifest["items"]], (pooled, logits))
                     table.rejected.update(manifest.get("rejected", {}))
                 elif manifest.get("model") != model_key:
                     table.messages.append(f"cache was built with {manifest.get('model')}; recomputing for {model_key}")
@@ -427,18 +466,28 @@ class FeatureTable:
                 with np.load(shard, allow_pickle=False) as data:
                     if str(data["model"]) != model_key:
                         continue
-                    table._add_source(list(data["hashes"]), data["pooled"], data["logits"])
+                    data["pooled"], data["logits"]  # read (zip CRCs checked), then dropped
+                    table._add_source(list(data["hashes"]), shard)
                     table.rejected.update(dict(zip(data["rejected_hashes"], data["rejected_reasons"])))
                 table.shard_paths.append(shard)
             except Exception as exc:  # a torn or foreign shard: ignore it, its images are recomputed
                 table.messages.append(f"ignored damaged shard {shard.name}: {exc}")
+                table.shard_paths.append(shard)  # removed with the others once the build is consolidated
         return table
 
-    def _add_source(self, hashes: list[str], pooled: np.ndarray, logits: np.ndarray) -> None:
-        source = len(self.sources)
-        self.sources.append((pooled, logits))
+    def _add_source(self, hashes: list[str], source) -> None:
+        """Add a source, (pooled, logits) arrays or a shard path, holding ``hashes`` in row order."""
+        index = len(self.sources)
+        self.sources.append(source)
         for row, digest in enumerate(hashes):
-            self.rows[str(digest)] = (source, row)
+            self.rows[str(digest)] = (index, row)
+
+    def _source_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        source = self.sources[index]
+        if isinstance(source, Path):
+            with np.load(source, allow_pickle=False) as data:
+                return data["pooled"], data["logits"]
+        return source
 
     def add_shard(self, hashes: list[str], pooled, logits, rejected: dict[str, str]) -> None:
         """Save one computed chunk atomically under ``shards/`` and add it to the table."""
@@ -454,7 +503,7 @@ class FeatureTable:
         atomic_write_bytes(path, buffer.getvalue())
         self.shard_paths.append(path)
         if len(hashes):
-            self._add_source(hashes, pooled, logits)
+            self._add_source(hashes, path)
         self.rejected.update(rejected)
 
     def consolidate(self, store: Path, hashes: list[str], items: list[GalleryItem], root: Path, classifier):
@@ -478,12 +527,10 @@ class FeatureTable:
             pooled = read_array(store / "pooled.npy")
             logits = read_array(store / "logits.npy")
             return pooled, logits
-        pooled = np.stack([self.sources[self.rows[h][0]][0][self.rows[h][1]] for h in hashes]).astype(np.float32)
-        logits = np.stack([self.sources[self.rows[h][0]][1][self.rows[h][1]] for h in hashes]).astype(np.float32)
-        checksums = {"pooled": write_array(store / "pooled.npy", pooled), "logits": write_array(store / "logits.npy", logits)}
+        checksums, dims = self._write_aligned(store, hashes)
         write_json(manifest_path, {
             "version": MANIFEST_VERSION, "root": str(root), "model": self.model_key, "backbone": classifier.name,
-            "dims": {"pooled": int(pooled.shape[1]), "logits": int(logits.shape[1])},
+            "dims": dims,
             "libraries": {"numpy": np.__version__, "faiss": faiss.__version__, "python": platform.python_version()},
             "arrays": checksums, "rejected": self.rejected,
             "items": [{"path": i.path, "sha256": i.sha256, "label": i.label, "wnid": i.wnid} for i in items],
@@ -491,3 +538,27 @@ class FeatureTable:
         for shard in self.shard_paths:
             shard.unlink(missing_ok=True)
         return read_array(store / "pooled.npy"), read_array(store / "logits.npy")
+
+    def _write_aligned(self, store: Path, hashes: list[str], chunk: int = 65_536) -> tuple[dict, dict]:
+        """pooled.npy and logits.npy (float32) with row i = ``hashes[i]``, written incrementally into
+        memory maps (:func:`pipeline.storage.writing_array`), one source at a time. Returns the files'
+        checksums and dims."""
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for position, digest in enumerate(hashes):
+            source, row = self.rows[digest]
+            groups.setdefault(source, []).append((position, row))
+        first_pooled, first_logits = self._source_arrays(next(iter(groups)))
+        dims = {"pooled": int(first_pooled.shape[1]), "logits": int(first_logits.shape[1])}
+        del first_pooled, first_logits
+        n = len(hashes)
+        with writing_array(store / "pooled.npy", (n, dims["pooled"])) as pooled_out, \
+                writing_array(store / "logits.npy", (n, dims["logits"])) as logits_out:
+            for source, pairs in groups.items():
+                pooled, logits = self._source_arrays(source)
+                pairs_array = np.asarray(pairs, dtype=np.int64)
+                for start in range(0, len(pairs_array), chunk):
+                    positions, rows = pairs_array[start:start + chunk].T
+                    pooled_out.array[positions] = pooled[rows]
+                    logits_out.array[positions] = logits[rows]
+                del pooled, logits
+        return {"pooled": pooled_out.sha256, "logits": logits_out.sha256}, dims

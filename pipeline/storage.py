@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,57 @@ def write_array(path: Path, array: np.ndarray) -> str:
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
+
+
+class WrittenArray:
+    """What :func:`writing_array` yields: ``array``, a writable (N, D) memory map to fill, and after
+    the ``with`` block ``sha256``, the checksum of the file as renamed into place."""
+
+    array: np.ndarray
+    sha256: str | None = None
+
+
+@contextmanager
+def writing_array(path: Path, shape: tuple[int, ...], dtype=np.float32):
+    """Write a large .npy incrementally, never holding it in memory, with :func:`write_array`'s
+    guarantees: the rows go into a memory map of a temporary file in the same folder (its space
+    reserved first, so a full disk is a CacheError, not a crash), which on a clean exit from the
+    ``with`` block is flushed, fsynced, checksummed and renamed over ``path``. The file's bytes equal
+    ``np.save`` of the same array. On an error the temporary file is removed and ``path`` untouched.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
+                         "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
+    written = WrittenArray()
+    try:
+        written.array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        size = os.path.getsize(tmp)
+        with open(tmp, "rb+") as f:
+            if size and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, size)
+        yield written
+        written.array.flush()
+        del written.array
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        h = hashlib.sha256()
+        with open(tmp, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        written.sha256 = h.hexdigest()
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise CacheError(f"cannot write {path} ({exc.strerror or exc}; is the disk full?). "
+                         "Free some space or choose another cache folder with --cache-dir.") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
 
 
 def read_array(path: Path, sha256: str | None = None, mmap: bool = True) -> np.ndarray:

@@ -238,10 +238,11 @@ class BackboneUnavailable(RuntimeError):
     """The requested backbone cannot be loaded here; the message says why and what to use instead."""
 
 
-def load_classifier(backbone: str, device: str, cache_dir: Path) -> Classifier:
-    """The one factory for convnets: a name routes to the packaged weights, the hub, or a local folder."""
+def load_classifier(backbone: str, device: str, cache_dir: Path, threads: int | None = None) -> Classifier:
+    """The one factory for convnets: a name routes to the packaged weights, the hub, or a local folder.
+    ``threads``: CPU threads of the ONNX session (default: all cores; a Ray worker passes its share)."""
     if backbone in EFFICIENTNET_NAMES:
         if device == "cuda":
             return TorchEfficientNet(backbone, device="cuda")
-        return OnnxEfficientNet(backbone, cache_dir)
+        return OnnxEfficientNet(backbone, cache_dir, threads=threads)
     return TransformersResNet(backbone, device=device)

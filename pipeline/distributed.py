@@ -1,0 +1,219 @@
+"""Gallery builds on Ray Data: the same featuriser on many workers, the same cache on disk.
+
+``python -m pipeline gallery build DIR --engine ray [--address ADDRESS]`` routes the "compute convnet
+activations" step of :func:`pipeline.gallery.build_gallery` here; scanning, hashing, the resume logic
+(content hashes already in the cache are not recomputed), shards, consolidation and the manifest stay
+the local code's, so a Ray build and a local build of the same images write the same files.
+
+How it runs:
+
+* ``ray.data.from_items([{path, sha256}, ...]).map_batches(Featuriser, compute=ActorPoolStrategy(size=N),
+  batch_size=settings.batch_size)``: :class:`Featuriser` is a callable class, so each worker (actor)
+  loads the classifier once (:func:`pipeline.models.convnet.load_classifier`, the same weights and
+  the same ONNX file name as the local build) and decodes with the same safe
+  :func:`pipeline.images.load_image` and ``classifier.preprocess``.
+* Where the cluster has GPUs (and ``--device`` is ``auto`` or ``cuda``), one worker per GPU with
+  ``num_gpus=1``, running torch on CUDA; otherwise one single-threaded worker per CPU, so that
+  decoding and inference of different batches keep every core busy without oversubscription.
+* The driver streams the results back in chunks of :data:`pipeline.gallery.CHUNK` and saves each as
+  a shard (:meth:`pipeline.gallery.FeatureTable.add_shard`) at once: an interrupted Ray build resumes
+  like a local one, by either engine.
+
+Workers read the image files by path: on a real cluster every worker must see ``DIR`` at the same
+absolute path (a shared filesystem), and have the project's requirements installed (the ``pipeline``
+package itself is shipped to the workers through ``runtime_env={"py_modules": [...]}`` when this
+process starts or joins Ray; a process that called ``ray.init`` itself must make ``pipeline``
+importable on the workers, as a local instance does from the driver's ``sys.path``). A worker
+that cannot see a file stops the build with a message saying so, rather than marking the image bad.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from .config import Settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class RayBuildError(RuntimeError):
+    """The Ray build could not run; the message says why and what to do."""
+
+
+class Featuriser:
+    """Ray Data callable class: images (paths) in, pooled activations and logits out.
+
+    Constructed once per worker: loads the classifier (``backbone`` on ``device``; ``threads`` CPU
+    threads for the ONNX session). Called on batches ``{"path": (n,) str, "sha256": (n,) str}``;
+    returns ``{"sha256", "ok" (bool), "reason" (str, why an image was rejected), "model" (the
+    weights' model key), "pooled" (n, P) float32, "logits" (n, 1000) float32}`` (zeros where not ok).
+    """
+
+    def __init__(self, backbone: str, device: str, cache_dir: str, max_pixels: int, max_bytes: int,
+                 threads: int | None = None):
+        from .models import resolve_device
+        from .models.convnet import load_classifier
+
+        self.device = resolve_device(device)
+        self.classifier = load_classifier(backbone, self.device, Path(cache_dir), threads=threads)
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+
+    def __call__(self, batch: dict) -> dict:
+        from .images import ImageError, load_image
+
+        paths = [str(p) for p in batch["path"]]
+        n = len(paths)
+        images, good, reasons = [], [], [""] * n
+        for i, path in enumerate(paths):
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"Ray worker on {socket.gethostname()} cannot see {path}: with --engine ray every worker "
+                    f"must see the gallery folder at the same path (a shared filesystem)")
+            try:
+                images.append(load_image(path, max_pixels=self.max_pixels, max_bytes=self.max_bytes))
+                good.append(i)
+            except ImageError as exc:
+                reasons[i] = str(exc)
+        pooled = np.zeros((n, self.classifier.pooled_dim), np.float32)
+        logits = np.zeros((n, 1000), np.float32)
+        if images:
+            out = self.classifier.run(self.classifier.preprocess(images))
+            pooled[good], logits[good] = out.pooled, out.logits
+        ok = np.zeros(n, dtype=bool)
+        ok[good] = True
+        return {"sha256": np.asarray(batch["sha256"]).astype(str), "ok": ok, "reason": np.array(reasons, dtype=str),
+                "model": np.array([self.classifier.model_key] * n, dtype=str), "pooled": pooled, "logits": logits}
+
+
+def plan_workers(resources: dict, device: str) -> dict:
+    """How to place featurisers on a cluster with ``resources`` (``ray.cluster_resources()``):
+    ``{"workers", "device", "threads", "remote_args"}``. GPUs when there are any and ``device`` allows
+    (one worker per GPU, ``num_gpus=1``); else one single-threaded worker per CPU (``num_cpus=1``)."""
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    if device == "cuda" and gpus == 0:
+        raise RayBuildError("--device cuda was asked for, but the Ray cluster has no GPUs. Use --device auto or cpu.")
+    if gpus > 0 and device in ("auto", "cuda"):
+        return {"workers": gpus, "device": "cuda", "threads": None, "remote_args": {"num_gpus": 1}}
+    return {"workers": cpus, "device": "cpu", "threads": 1, "remote_args": {"num_cpus": 1}}
+
+
+def compute_features_ray(root: Path, todo: list[tuple[str, str]], table, settings: Settings, progress,
+                         address: str | None = None, workers: int | None = None) -> None:
+    """Compute activations for ``todo`` [(relative path, sha256)] under ``root`` on Ray and save them
+    as shards of ``table`` (a :class:`pipeline.gallery.FeatureTable`) as they arrive.
+
+    ``address``: an existing cluster (``auto``, ``ray://host:10001``, ``host:6379``); None joins the
+    Ray instance this process already started, else starts a local one on this machine's cores.
+    ``workers`` overrides the number of featurisers (default: see :func:`plan_workers`).
+    Raises RayBuildError with a plain message when Ray cannot start or a worker fails.
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise RayBuildError("--engine ray needs the ray package: pip install 'ray[data]' "
+                            "(the version pinned in requirements.txt)") from exc
+    from .gallery import CHUNK
+
+    started_here = False
+    if not ray.is_initialized():
+        try:
+            # The pipeline package travels to the workers with the job (py_modules).
+            options = {"runtime_env": {"py_modules": [str(PACKAGE_DIR)]}, "logging_level": logging.WARNING,
+                       "log_to_driver": False}
+            if address:
+                _check_reachable(address)
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **options)
+        except RayBuildError:
+            raise
+        except Exception as exc:
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise RayBuildError(f"could not start {where} ({type(exc).__name__}: {_first_line(exc)}). "
+                                "Check --address, or build with --engine local.") from exc
+        started_here = True
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines on stderr
+        plan = plan_workers(ray.cluster_resources(), settings.device)
+        size = max(1, min(workers or plan["workers"], -(-len(todo) // settings.batch_size)))
+        items = [{"path": str(Path(root) / relative), "sha256": digest} for relative, digest in todo]
+        dataset = ray.data.from_items(items).map_batches(
+            Featuriser,
+            fn_constructor_kwargs={"backbone": settings.backbone, "device": plan["device"],
+                                   "cache_dir": str(settings.cache_dir), "max_pixels": settings.max_pixels,
+                                   "max_bytes": settings.max_file_bytes, "threads": plan["threads"]},
+            batch_size=settings.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=size),
+            **plan["remote_args"],
+        )
+        done = 0
+        progress(0, len(todo), "computing activations")
+        for batch in dataset.iter_batches(batch_size=CHUNK, batch_format="numpy"):
+            models = set(np.asarray(batch["model"]).tolist())
+            if models - {table.model_key}:
+                raise RayBuildError(f"Ray workers computed with weights {sorted(models)} but this cache is for "
+                                    f"{table.model_key}: install the same requirements on the cluster")
+            ok = np.asarray(batch["ok"], dtype=bool)
+            hashes = np.asarray(batch["sha256"]).astype(str)
+            rejected = {h: str(r) for h, r, good in zip(hashes, batch["reason"], ok) if not good}
+            pooled = np.asarray(batch["pooled"], dtype=np.float32)[ok]
+            logits = np.asarray(batch["logits"], dtype=np.float32)[ok]
+            table.add_shard(list(hashes[ok]), pooled if ok.any() else None, logits if ok.any() else None, rejected)
+            done += len(hashes)
+            progress(done, len(todo), "computing activations")
+    except RayBuildError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith("ray"):
+            raise RayBuildError(f"the Ray build failed: {_root_cause(exc)}") from exc
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when a ``host:port`` or ``ray://host:port`` address
+    does not answer; ``auto`` and other forms are left to Ray."""
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayBuildError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}). Check --address "
+                            "(ray://HEAD:10001 for Ray Client, HEAD:6379 or auto on a cluster node), "
+                            "or build with --engine local.") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The worker's own error, "Name: message", out of Ray's wrappers (the remote traceback travels
+    as text inside them); else the innermost error's last line."""
+    chain, seen = [], exc
+    while seen is not None and seen not in chain and len(chain) < 10:
+        chain.append(seen)
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    text = "\n".join(str(e) for e in chain)
+    raised = [m for m in re.findall(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$", text, flags=re.M)
+              if m[0].rsplit(".", 1)[-1] not in ("UserCodeException", "RayTaskError", "SystemException")]
+    if raised:
+        name, message = raised[-1]
+        return f"{name.rsplit('.', 1)[-1]}: {message.strip()}"[:400]
+    lines = [line.strip() for line in str(chain[-1]).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(chain[-1]).__name__)[:400]
