@@ -254,7 +254,7 @@ def text_answer(explorer, inputs, method: str) -> dict | None:
     vocab = vocabulary(explorer, gallery)
     a, b, c = (inp.vectors["caption"] for inp in inputs)
     sims = np.concatenate([vec.input_similarities(vocab.class_vectors, a, b, c),
-                           gallery.index("caption").similarities(np.stack([a, b, c]))[vocab.gallery_rows]])
+                           gallery.index("caption").similarities(np.stack([a, b, c]), vocab.gallery_rows)])
     scores = vec.method_scores(sims, vec.gram_matrix(a, b, c), method, explorer.settings.cosmul_eps)
     excluded = {vocab.positions[_norm_text(inp.caption)] for inp in inputs
                 if inp.caption and _norm_text(inp.caption) in vocab.positions}
