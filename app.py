@@ -4,7 +4,7 @@
 builds or loads its cache with console progress, and serves a page where A, B and C are uploaded or
 picked from the gallery; the analogy A : B :: C : ? is answered in image space and caption space side
 by side, with verdicts, what would win without exclusion, and an explainer to chat with. Two more
-tabs show what the classifier sees in any image and the latest evaluation report.
+tabs show what the classifier sees in any image and the evaluation reports (newest first).
 
 Importing this module loads no model: :func:`main` (or a test) makes the :class:`pipeline.explorer.Explorer`
 and hands it to :func:`build_demo`. Handlers are thin (validate, call the explorer, format); they live
@@ -248,22 +248,26 @@ def agreement_markdown(report) -> str:
 # --- eval reports --------------------------------------------------------------------------------
 
 
-def latest_eval_report(eval_dir: Path) -> Path | None:
-    """The newest folder (by results.md's modification time) under ``eval_dir`` holding a results.md,
-    ``eval_dir`` itself included; None when there is none."""
+def eval_reports(eval_dir: Path) -> list[Path]:
+    """Folders under ``eval_dir`` (``eval_dir`` itself included) holding a results.md, newest first
+    (by results.md's modification time); links that leave ``eval_dir`` are ignored."""
     eval_dir = Path(eval_dir)
     if not eval_dir.is_dir():
-        return None
+        return []
     candidates = [eval_dir] if (eval_dir / "results.md").is_file() else []
     try:
         candidates += [p for p in eval_dir.iterdir() if p.is_dir() and (p / "results.md").is_file()]
     except OSError:
-        return None
+        return []
     real_root = eval_dir.resolve()
     candidates = [p for p in candidates if (p / "results.md").resolve().is_relative_to(real_root)]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: ((p / "results.md").stat().st_mtime, p.name))
+    return sorted(candidates, key=lambda p: ((p / "results.md").stat().st_mtime, p.name), reverse=True)
+
+
+def latest_eval_report(eval_dir: Path) -> Path | None:
+    """The newest report folder under ``eval_dir`` (see :func:`eval_reports`), or None."""
+    reports = eval_reports(eval_dir)
+    return reports[0] if reports else None
 
 
 # --- web copies: thumbnails, previews, figures ---------------------------------------------------
@@ -602,9 +606,16 @@ class Handlers:
 
     # evaluation ----------------------------------------------------------------------------------
 
-    def eval_view(self):
-        """-> (markdown of the newest report's results.md, its PNG figures [(path, name)])."""
-        folder = latest_eval_report(self.eval_dir)
+    def eval_choices(self):
+        """The report picker: every report folder's name, newest first, the newest selected."""
+        names = [p.name for p in eval_reports(self.eval_dir)]
+        return gr.update(choices=names, value=names[0] if names else None)
+
+    def eval_view(self, name: str | None = None):
+        """-> (markdown of a report's results.md, its PNG figures [(path, name)]): the report folder
+        called ``name`` (one of :meth:`eval_choices`; anything else is ignored), else the newest."""
+        reports = eval_reports(self.eval_dir)
+        folder = next((p for p in reports if p.name == name), reports[0] if reports else None)
         if folder is None:
             shown = self.eval_dir
             try:
@@ -620,7 +631,8 @@ class Handlers:
         pngs = sorted(p for p in folder.glob("*.png") if p.is_file() and p.resolve().is_relative_to(self.eval_dir.resolve()))
         # Figures are shown below the text; inline image links would point at files the page cannot read.
         text = re.sub(r"!\[([^\]]*)\]\(([^)\s]+)[^)]*\)", lambda m: f"*(figure: {Path(m.group(2)).name}, shown below)*", text)
-        head = f"**Report:** `{folder.name}` (newest in `{self.eval_dir.name}/`)\n\n"
+        newest = " (the newest)" if folder == reports[0] else ""
+        head = f"**Report:** `{folder.name}`{newest} in `{self.eval_dir.name}/`\n\n"
         figures = [(copy if isinstance(copy, Image.Image) else str(copy), p.name)
                    for p in pngs if (copy := figure_copy(p, self.figures_folder)) is not None]
         return head + text, figures
@@ -766,7 +778,9 @@ def build_demo(explorer_or_factory, eval_dir: Path | str | None = None, handlers
                         cls_caption = gr.Markdown(elem_id="classifier-caption")
 
             with gr.Tab("Evaluation", id="evaluation"):
-                eval_refresh = gr.Button("Refresh")
+                with gr.Row():
+                    eval_choice = gr.Dropdown(label="Report", choices=[], scale=3, elem_id="eval-choice")
+                    eval_refresh = gr.Button("Refresh", scale=1)
                 eval_md = gr.Markdown(elem_id="eval-report")
                 eval_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
 
@@ -796,7 +810,10 @@ def build_demo(explorer_or_factory, eval_dir: Path | str | None = None, handlers
         cls_browse.select(user_facing(h.pick_for_classifier), inputs=cls_ids,
                           outputs=[cls_image, cls_labels, cls_caption], api_visibility="private", **model_bound)
 
-        eval_refresh.click(user_facing(h.eval_view), outputs=[eval_md, eval_figures], api_name="evaluation")
+        eval_refresh.click(user_facing(h.eval_choices), outputs=eval_choice, api_visibility="private")
+        eval_choice.change(user_facing(h.eval_view), inputs=eval_choice, outputs=[eval_md, eval_figures],
+                           api_name="evaluation")
+        demo.load(user_facing(h.eval_choices), outputs=eval_choice, api_visibility="private")
         demo.load(user_facing(h.eval_view), outputs=[eval_md, eval_figures], api_visibility="private")
 
     demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
@@ -832,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=Path, help="where vectors, indexes and models are cached "
                         "(default ~/.cache/image-analogy-explainer, or IAE_CACHE_DIR)")
     parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR,
-                        help="folder of evaluation reports; the newest subfolder with results.md is shown "
+                        help="folder of evaluation reports (subfolders with results.md; the newest is shown first) "
                              "(default eval/reports)")
     return parser
 

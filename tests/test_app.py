@@ -339,6 +339,20 @@ def test_eval_view_shows_the_newest_report(tmp_path, default_explorer):
     assert [name for _, name in figures] == ["accuracy.png"]  # served from a copy, not the reports folder
     assert Path(figures[0][0]).parent == handlers.figures_folder
     assert Path(figures[0][0]).read_bytes() == (new / "accuracy.png").read_bytes()
+    # every report can be picked; an unknown name falls back to the newest
+    assert handlers.eval_choices()["choices"] in (["run-2", "run-1"], [("run-2", "run-2"), ("run-1", "run-1")])
+    text, _ = handlers.eval_view("run-1")
+    assert "# Old results" in text and "(the newest)" not in text
+    text, _ = handlers.eval_view("../../etc")
+    assert "# New results" in text and "(the newest)" in text
+
+
+def test_eval_view_lists_the_committed_reports(default_explorer):
+    handlers = app.Handlers(default_explorer)
+    names = [c if isinstance(c, str) else c[0] for c in handlers.eval_choices()["choices"]]
+    assert {"reproduce-2017", "transforms", "agreement"} <= set(names)
+    text, figures = handlers.eval_view("reproduce-2017")
+    assert "Reproducing the 2017 talk" in text and figures
 
 
 # --- the real server -----------------------------------------------------------------------------
