@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import vectors as vec
-from .gallery import Gallery, space_key
-from .images import ImageError, bytes_sha256, describe, load_image
+from .gallery import Gallery
+from .images import bytes_sha256, describe, load_image
 from .labels import LabelScore, softmax, top_labels
 
 ROLES = ("A", "B", "C")

@@ -42,11 +42,8 @@ caller expects, with :class:`StaleIndexError`, so that a stale index is rebuilt,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +52,8 @@ import faiss
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .storage import CacheError, atomic_write_bytes, ensure_dir
+from .images import file_sha256
+from .storage import atomic_write_bytes, fsync_file, replacing
 
 INDEX_KINDS = ("flat", "pq", "ivf", "hnsw")
 APPROXIMATE_KINDS = ("pq", "ivf", "hnsw")
@@ -320,25 +318,13 @@ class VectorIndex:
         the build's measurements) to ``path.json``, each atomically, manifest last. The index is
         written straight to a temporary file (no in-memory copy), then renamed. Raises CacheError."""
         path = Path(path)
-        ensure_dir(path.parent)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-            os.close(fd)
-        except OSError as exc:
-            raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
-                             "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
-        try:
-            faiss.write_index(self.faiss_index, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            digest = _file_sha256(Path(tmp))
-            os.replace(tmp, path)
-        except (OSError, RuntimeError) as exc:
-            raise CacheError(f"cannot write {path} ({exc}; is the disk full?). "
-                             "Free some space or choose another cache folder with --cache-dir.") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with replacing(path) as tmp:
+            try:
+                faiss.write_index(self.faiss_index, tmp)
+            except RuntimeError as exc:  # faiss reports write errors (a full disk) as RuntimeError
+                raise OSError(str(exc).splitlines()[0]) from exc
+            fsync_file(tmp)
+            digest = file_sha256(tmp)
         full = dict(manifest, **self._identity(), info=self.info, sha256=digest)
         atomic_write_bytes(path.with_suffix(path.suffix + ".json"), json.dumps(full, indent=1).encode())
 
@@ -371,7 +357,7 @@ def load_index(path: Path, vectors: np.ndarray, expect: dict) -> VectorIndex:
     if kind not in INDEX_KINDS:
         raise StaleIndexError(f"index {path.name} is of unknown kind {kind!r}")
     try:
-        digest = _file_sha256(path)
+        digest = file_sha256(path)
     except OSError as exc:
         raise StaleIndexError(f"index {path.name} is unreadable ({exc})") from exc
     if digest != meta.get("sha256"):
@@ -509,14 +495,6 @@ def _add_in_chunks(index: faiss.Index, vectors: np.ndarray, chunk: int = 65_536)
     """Add rows in chunks, so that a memory-mapped matrix is never copied whole."""
     for start in range(0, len(vectors), chunk):
         index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _as_unit_float32(vectors: np.ndarray, check: bool = True, chunk: int = 65_536) -> np.ndarray:

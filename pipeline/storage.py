@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import file_sha256
+
 
 class CacheError(RuntimeError):
     """A cache file is missing, damaged or unwritable; the message says which and what to do."""
@@ -32,20 +34,21 @@ def ensure_dir(folder: Path) -> Path:
     return folder
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
+@contextmanager
+def replacing(path: Path):
+    """Yield the name of a new temporary file in ``path``'s folder; on a clean exit from the ``with``
+    block rename it over ``path`` (atomic). Any error removes the temporary file and leaves ``path``
+    as it was; OS errors (a full disk, a read-only folder) become a CacheError saying what to do."""
     path = Path(path)
     ensure_dir(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)
     except OSError as exc:
         raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
                          "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -54,6 +57,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def fsync_file(name: str) -> None:
+    with open(name, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _remove_quietly(path: str) -> None:
@@ -107,16 +124,8 @@ def writing_array(path: Path, shape: tuple[int, ...], dtype=np.float32):
     ``with`` block is flushed, fsynced, checksummed and renamed over ``path``. The file's bytes equal
     ``np.save`` of the same array. On an error the temporary file is removed and ``path`` untouched.
     """
-    path = Path(path)
-    ensure_dir(path.parent)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
-                         "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
     written = WrittenArray()
-    try:
+    with replacing(path) as tmp:
         written.array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
         size = os.path.getsize(tmp)
         with open(tmp, "rb+") as f:
@@ -125,21 +134,8 @@ def writing_array(path: Path, shape: tuple[int, ...], dtype=np.float32):
         yield written
         written.array.flush()
         del written.array
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        h = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        written.sha256 = h.hexdigest()
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise CacheError(f"cannot write {path} ({exc.strerror or exc}; is the disk full?). "
-                         "Free some space or choose another cache folder with --cache-dir.") from exc
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+        fsync_file(tmp)
+        written.sha256 = file_sha256(tmp)
 
 
 def read_array(path: Path, sha256: str | None = None, mmap: bool = True) -> np.ndarray:
@@ -150,11 +146,7 @@ def read_array(path: Path, sha256: str | None = None, mmap: bool = True) -> np.n
     path = Path(path)
     try:
         if sha256 is not None:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 22), b""):
-                    h.update(chunk)
-            if h.hexdigest() != sha256:
+            if file_sha256(path) != sha256:
                 raise CacheError(f"{path.name} is damaged (checksum mismatch)")
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except CacheError:

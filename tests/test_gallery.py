@@ -1,7 +1,6 @@
 """Gallery building on real images: labels, content-hash reuse, damaged caches, default gallery."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 

