@@ -6,6 +6,8 @@ Session-scoped explorers build their gallery once into a session cache folder, s
 """
 from __future__ import annotations
 
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,27 @@ def imagen_file(imagen_dir: Path, label: str, index: int = 0) -> Path:
     if not matches:
         raise LookupError(f"no imagen photo labelled {label!r}")
     return matches[index]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(explorer, eval_dir: Path):
+    """The real app served on 127.0.0.1 at a free port, closed afterwards.
+
+    Yields {"url", "port", "demo", "explorer", "handlers"}."""
+    import app
+
+    demo = app.build_demo(explorer, eval_dir=eval_dir)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **app.launch_options(demo))
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "port": port, "demo": demo, "explorer": explorer,
+               "handlers": demo.iae_handlers}
+    finally:
+        demo.close()

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from PIL import Image
 import app
 from pipeline.default_gallery import EXAMPLES
 from tests.bad_inputs import make_corpus
-from tests.conftest import REPO
+from tests.conftest import REPO, running_app
 
 SOLVE_OUTPUTS = ("report", "question", "image_head", "image_gallery", "caption_head", "caption_gallery",
                  "text_answer", "agreement", "chat", "json")
@@ -358,24 +357,10 @@ def test_eval_view_lists_the_committed_reports(default_explorer):
 # --- the real server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(default_explorer, tmp_path_factory):
-    eval_dir = tmp_path_factory.mktemp("eval-reports")
-    demo = app.build_demo(default_explorer, eval_dir=eval_dir)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **app.launch_options(demo))
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        yield {"url": url, "demo": demo, "explorer": default_explorer}
-    finally:
-        demo.close()
+    with running_app(default_explorer, tmp_path_factory.mktemp("eval-reports")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

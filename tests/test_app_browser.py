@@ -8,14 +8,12 @@ in the repository, git-ignored, for people to look at).
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
-import app
 from pipeline.default_gallery import EXAMPLES
-from tests.conftest import REPO
+from tests.conftest import REPO, running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -27,22 +25,10 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(default_explorer, tmp_path_factory):
-    demo = app.build_demo(default_explorer, eval_dir=tmp_path_factory.mktemp("eval-reports"))
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **app.launch_options(demo))
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "explorer": default_explorer}
-    finally:
-        demo.close()
+    with running_app(default_explorer, tmp_path_factory.mktemp("eval-reports")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

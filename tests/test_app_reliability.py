@@ -31,14 +31,9 @@ from PIL import Image
 import app
 from pipeline.default_gallery import EXAMPLES
 from tests.bad_inputs import make_corpus
+from tests.conftest import running_app
 
 REFUSED = (400, 403, 404)  # 403: a file Gradio will not serve; 404: no such route; 400: not a request it takes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +51,8 @@ def eval_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(default_explorer, eval_dir):
-    demo = app.build_demo(default_explorer, eval_dir=eval_dir)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **app.launch_options(demo))
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "port": port, "demo": demo, "explorer": default_explorer,
-               "handlers": demo.iae_handlers}
-    finally:
-        demo.close()
+    with running_app(default_explorer, eval_dir) as running:
+        yield running
 
 
 def new_client(server):
