@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         if args.gallery:
             explorer.open_gallery(args.gallery, progress)
         rows = explorer.caption(args.images)
+        for note in explorer.announcements:  # e.g. why BLIP was not used: never a silent fallback
+            print(note, file=sys.stderr)
         if args.json:
             print(json.dumps(rows, indent=1))
         else:

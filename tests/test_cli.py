@@ -137,3 +137,13 @@ def test_talk_analogies_on_imagen(imagen_explorer, imagen_dir, capsys, a, b, c, 
     assert "without exclusion:" in text and "ONLY-C answer:" in text
     assert image["results"][0]["path"] in text
     assert f"{image['results'][0]['score']:+.3f}" in text
+
+
+def test_caption_without_a_gallery_announces_its_fallback(coffee_png, session_cache, capsys, monkeypatch):
+    """Offline, auto captioning cannot load BLIP: the labels captioner is used, and the user is told."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["caption", str(coffee_png), "--json", "--cache-dir", str(session_cache)]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert rows[0]["captioner"] == "labels" and "espresso" in rows[0]["caption"]
+    assert "BLIP" in captured.err and "label" in captured.err
