@@ -91,3 +91,23 @@ def test_settings_from_environment(tmp_path):
         Settings(layer="fc7")
     with pytest.raises(ValueError, match="IAE_TOP_K"):
         Settings.from_env({"IAE_TOP_K": "many"})
+
+
+def test_reduced_precision_is_kept_only_where_it_keeps_the_top5(photos):
+    """The CUDA path's rule, exercised on the CPU with bfloat16: reduced precision runs only when it
+    gives the reference photos the same top-5 labels as float32."""
+    import torch
+
+    from pipeline.models.convnet import half_keeps_top5
+
+    full = TorchEfficientNet("efficientnet-lite0", device="cpu")
+    assert full.half_dtype is None and full.name.endswith("(torch, cpu)")
+    trial = TorchEfficientNet("efficientnet-lite0", device="cpu", half=True)
+    keeps = half_keeps_top5(full, torch.bfloat16)
+    assert (trial.half_dtype is torch.bfloat16) == keeps
+    assert ("bfloat16" in trial.name) == keeps
+    if keeps:
+        reduced = trial(photos)
+        reference = full(photos)
+        for a, b in zip(reduced.logits, reference.logits):
+            assert set(np.argsort(-a)[:5]) == set(np.argsort(-b)[:5])

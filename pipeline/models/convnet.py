@@ -166,30 +166,59 @@ def export_onnx(name: str, path: Path) -> Path:
     return path
 
 
-class TorchEfficientNet(Classifier):
-    """EfficientNet-Lite in torch (the CUDA path; on CUDA, float16 autocast when ``half``)."""
+def reference_photos() -> list[Image.Image]:
+    """Four public-domain photos shipped with scikit-image (coffee, cat, astronaut, rocket)."""
+    import skimage.data
 
-    def __init__(self, name: str, device: str = "cpu", half: bool = True):
+    return [Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in ("coffee", "chelsea", "astronaut", "rocket")]
+
+
+class TorchEfficientNet(Classifier):
+    """EfficientNet-Lite in torch: the CUDA path (the CPU path is ONNX Runtime).
+
+    half: None (default) = reduced precision on CUDA only; True/False = always/never try it. Reduced
+    precision (float16 autocast on CUDA, bfloat16 on CPU) is kept only where it keeps the top-5
+    labels of the :func:`reference_photos` the same as float32; ``half_dtype`` says what runs.
+    """
+
+    def __init__(self, name: str, device: str = "cpu", half: bool | None = None):
         import torch
 
         model, weights = _load_efficientnet_torch(name)
+        self._torch = torch
         self.model_key = f"{name}@{file_sha256(weights)[:16]}"
         self.device = device
-        self.half = half and device == "cuda"
-        self.name = f"{name} (torch, {device}{', float16' if self.half else ''})"
         self.pooled_dim = 1280
         self.module = _pooled_and_logits_module(model).to(device)
-        self._torch = torch
+        self.half_dtype = None
+        if half if half is not None else device == "cuda":
+            dtype = torch.float16 if device == "cuda" else torch.bfloat16
+            if half_keeps_top5(self, dtype):
+                self.half_dtype = dtype
+        precision = f", {str(self.half_dtype).removeprefix('torch.')}" if self.half_dtype is not None else ""
+        self.name = f"{name} (torch, {device}{precision})"
 
     def preprocess(self, images):
         return efficientnet_input(images)
 
     def run(self, batch):
+        return self.forward(batch, self.half_dtype)
+
+    def forward(self, batch: np.ndarray, dtype=None) -> ConvnetOutput:
+        """The network on a preprocessed batch, under autocast to ``dtype`` (None: float32)."""
         torch = self._torch
         x = torch.from_numpy(batch).to(self.device)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype, enabled=dtype is not None):
             pooled, logits = self.module(x)
         return ConvnetOutput(pooled.float().cpu().numpy(), logits.float().cpu().numpy())
+
+
+def half_keeps_top5(model: TorchEfficientNet, dtype) -> bool:
+    """True when ``dtype`` gives every reference photo the same set of top-5 labels as float32."""
+    batch = efficientnet_input(reference_photos())
+    full, reduced = model.forward(batch, None).logits, model.forward(batch, dtype).logits
+    top5 = lambda logits: [set(np.argsort(-row)[:5]) for row in logits]  # noqa: E731
+    return top5(full) == top5(reduced)
 
 
 class TransformersResNet(Classifier):
