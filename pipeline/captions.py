@@ -33,18 +33,24 @@ def labels_captions(models, logits: np.ndarray) -> list[str]:
     return models.labels_captioner.caption_predictions(predictions)
 
 
-def caption_gallery(gallery, models, settings, progress=None):
-    """Captions (texts, captioner names, embeddings) for every gallery item; see module docstring."""
+def caption_gallery(gallery, models, settings, progress=None, engine: str = "local", address: str | None = None):
+    """Captions (texts, captioner names, embeddings) for every gallery item; see module docstring.
+
+    ``engine="ray"``: missing BLIP captions are computed on Ray workers (one BLIP per worker, see
+    :func:`pipeline.distributed.caption_blip_ray`, ``address`` as there) and never loaded here; they
+    go into the same cache file, so the result equals a local captioning. Labels and file captions
+    are computed here either way."""
     from .gallery import Captions
     from .images import load_image
-    from .models.captioners import FileCaptions, resolve_captioner
+    from .models.captioners import CaptionerUnavailable, FileCaptions, blip_name, resolve_captioner
 
     progress = progress or (lambda done, total, what: None)
     n = len(gallery)
     file_captions = FileCaptions.from_folder(gallery.root)
     chosen, announcement = resolve_captioner(
         settings.captioner, n_items=n, device=models.device, file_captions_available=len(file_captions) > 0,
-        blip_model=settings.blip_model, blip_cpu_item_limit=settings.blip_cpu_item_limit, try_blip=models.blip)
+        blip_model=settings.blip_model, blip_cpu_item_limit=settings.blip_cpu_item_limit,
+        try_blip=None if engine == "ray" else models.blip)  # on Ray, the workers load BLIP
     texts: list[str | None] = [None] * n
     captioners: list[str | None] = [None] * n
     if chosen == "file":
@@ -53,10 +59,26 @@ def caption_gallery(gallery, models, settings, progress=None):
             if text:
                 texts[item.id], captioners[item.id] = text, "file"
     elif chosen == "blip":
-        blip_name = models.blip().name
-        cache_path = gallery.store / f"captions-{_safe(blip_name)}.json"
+        name = blip_name(settings.blip_model)
+        cache_path = gallery.store / f"captions-{_safe(name)}.json"
         cached = read_caption_cache(cache_path)
         missing = [item for item in gallery.items if item.sha256 not in cached]
+        missing = list({item.sha256: item for item in missing}.values())  # each content once
+        if missing and engine == "ray":
+            from .distributed import caption_blip_ray
+
+            def save(captions: dict[str, str]) -> None:
+                cached.update(captions)
+                write_caption_cache(cache_path, cached)  # after each chunk, so an interrupted run resumes
+
+            try:
+                caption_blip_ray([(str(gallery.path(item.id)), item.sha256) for item in missing], settings, name,
+                                 save, progress, address=address, chunk=BLIP_CHUNK)
+            except CaptionerUnavailable as exc:
+                if settings.captioner != "auto":
+                    raise
+                chosen, announcement = "labels", f"Captions: ImageNet-label templates, because {exc.reason.rstrip('.')}."
+            missing = []
         for start in range(0, len(missing), BLIP_CHUNK):
             chunk = missing[start:start + BLIP_CHUNK]
             images = [load_image(gallery.path(item.id), max_pixels=settings.max_pixels) for item in chunk]
@@ -64,8 +86,9 @@ def caption_gallery(gallery, models, settings, progress=None):
                 cached[item.sha256] = text
             write_caption_cache(cache_path, cached)  # after each chunk, so an interrupted run resumes
             progress(start + len(chunk), len(missing), "captioning with BLIP")
-        for item in gallery.items:
-            texts[item.id], captioners[item.id] = cached[item.sha256], blip_name
+        if chosen == "blip":
+            for item in gallery.items:
+                texts[item.id], captioners[item.id] = cached[item.sha256], name
     missing_ids = [i for i in range(n) if texts[i] is None]
     if missing_ids:
         fallback = labels_captions(models, np.asarray(gallery.logits)[missing_ids])

@@ -15,6 +15,10 @@ How it runs:
 * Where the cluster has GPUs (and ``--device`` is ``auto`` or ``cuda``), one worker per GPU with
   ``num_gpus=1``, running torch on CUDA; otherwise one single-threaded worker per CPU, so that
   decoding and inference of different batches keep every core busy without oversubscription.
+* With BLIP captions (``--captioner blip``, or ``auto`` choosing BLIP), the missing captions are
+  computed the same way by :class:`Captioner` (one ``BlipCaptioner`` per worker, placed like the
+  featurisers) and merged by the driver into the same ``captions-<blip>.json`` cache; label and
+  file captions stay on the driver (see :func:`pipeline.captions.caption_gallery`).
 * The driver streams the results back in chunks of :data:`pipeline.gallery.CHUNK` and saves each as
   a shard (:meth:`pipeline.gallery.FeatureTable.add_shard`) at once: an interrupted Ray build resumes
   like a local one, by either engine.
@@ -32,11 +36,13 @@ import logging
 import os
 import re
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .config import Settings
+from .models.captioners import CaptionerUnavailable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -91,6 +97,35 @@ class Featuriser:
                 "model": np.array([self.classifier.model_key] * n, dtype=str), "pooled": pooled, "logits": logits}
 
 
+class Captioner:
+    """Ray Data callable class: images (paths) in, BLIP captions out.
+
+    Constructed once per worker: loads ``BlipCaptioner(model, device, max_new_tokens)`` (the same
+    class and weights as a local build; :class:`CaptionerUnavailable` when it cannot). Called on
+    batches ``{"path": (n,) str, "sha256": (n,) str}``; decodes with :func:`pipeline.images.load_image`
+    (``max_pixels``, as the local captioning does) and returns ``{"sha256", "caption", "captioner"}``.
+    """
+
+    def __init__(self, model: str, device: str, max_new_tokens: int, max_pixels: int):
+        from .models.captioners import BlipCaptioner
+
+        self.blip = BlipCaptioner(model, device=device, max_new_tokens=max_new_tokens)
+        self.max_pixels = max_pixels
+
+    def __call__(self, batch: dict) -> dict:
+        from .images import load_image
+
+        paths = [str(p) for p in batch["path"]]
+        for path in paths:
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"Ray worker on {socket.gethostname()} cannot see {path}: with --engine ray every worker "
+                    f"must see the gallery folder at the same path (a shared filesystem)")
+        captions = self.blip.caption([load_image(path, max_pixels=self.max_pixels) for path in paths])
+        return {"sha256": np.asarray(batch["sha256"]).astype(str), "caption": np.array(captions, dtype=object),
+                "captioner": np.array([self.blip.name] * len(paths), dtype=str)}
+
+
 def plan_workers(resources: dict, device: str) -> dict:
     """How to place featurisers on a cluster with ``resources`` (``ray.cluster_resources()``):
     ``{"workers", "device", "threads", "remote_args"}``. GPUs when there are any and ``device`` allows
@@ -114,13 +149,74 @@ def compute_features_ray(root: Path, todo: list[tuple[str, str]], table, setting
     ``workers`` overrides the number of featurisers (default: see :func:`plan_workers`).
     Raises RayBuildError with a plain message when Ray cannot start or a worker fails.
     """
+    from .gallery import CHUNK
+
+    with _ray_session(address) as ray:
+        plan, placement = _pool(ray, settings, len(todo), settings.batch_size, workers)
+        items = [{"path": str(Path(root) / relative), "sha256": digest} for relative, digest in todo]
+        dataset = ray.data.from_items(items).map_batches(
+            Featuriser,
+            fn_constructor_kwargs={"backbone": settings.backbone, "device": plan["device"],
+                                   "cache_dir": str(settings.cache_dir), "max_pixels": settings.max_pixels,
+                                   "max_bytes": settings.max_file_bytes, "threads": plan["threads"]},
+            batch_size=settings.batch_size, batch_format="numpy", **placement,
+        )
+        done = 0
+        progress(0, len(todo), "computing activations")
+        for batch in dataset.iter_batches(batch_size=CHUNK, batch_format="numpy"):
+            models = set(np.asarray(batch["model"]).tolist())
+            if models - {table.model_key}:
+                raise RayBuildError(f"Ray workers computed with weights {sorted(models)} but this cache is for "
+                                    f"{table.model_key}: install the same requirements on the cluster")
+            ok = np.asarray(batch["ok"], dtype=bool)
+            hashes = np.asarray(batch["sha256"]).astype(str)
+            rejected = {h: str(r) for h, r, good in zip(hashes, batch["reason"], ok) if not good}
+            pooled = np.asarray(batch["pooled"], dtype=np.float32)[ok]
+            logits = np.asarray(batch["logits"], dtype=np.float32)[ok]
+            table.add_shard(list(hashes[ok]), pooled if ok.any() else None, logits if ok.any() else None, rejected)
+            done += len(hashes)
+            progress(done, len(todo), "computing activations")
+
+
+def caption_blip_ray(todo: list[tuple[str, str]], settings: Settings, blip_name: str, save, progress,
+                     address: str | None = None, chunk: int = 16) -> None:
+    """BLIP captions for ``todo`` [(absolute path, sha256)] on Ray workers (one :class:`Captioner`, so
+    one BLIP, per worker; one per GPU where the cluster has them). ``save({sha256: caption})`` is
+    called on the driver for every ``chunk`` captions as they arrive (the caller merges them into its
+    cache, so an interrupted build resumes). ``blip_name`` is the name the driver expects
+    (``blip:<model>``): workers that loaded something else stop the build.
+    Raises RayBuildError (Ray or a worker failed) or CaptionerUnavailable (a worker could not load BLIP)."""
+    with _ray_session(address) as ray:
+        plan, placement = _pool(ray, settings, len(todo), chunk)
+        dataset = ray.data.from_items([{"path": path, "sha256": digest} for path, digest in todo]).map_batches(
+            Captioner,
+            fn_constructor_kwargs={"model": settings.blip_model, "device": plan["device"],
+                                   "max_new_tokens": settings.blip_max_new_tokens, "max_pixels": settings.max_pixels},
+            batch_size=chunk, batch_format="numpy", **placement,
+        )
+        done = 0
+        progress(0, len(todo), "captioning with BLIP")
+        for batch in dataset.iter_batches(batch_size=chunk, batch_format="numpy"):
+            names = set(np.asarray(batch["captioner"]).astype(str).tolist())
+            if names - {blip_name}:
+                raise RayBuildError(f"Ray workers captioned with {sorted(names)}, expected {blip_name}")
+            hashes = np.asarray(batch["sha256"]).astype(str).tolist()
+            save(dict(zip(hashes, (str(c) for c in batch["caption"]))))
+            done += len(hashes)
+            progress(done, len(todo), "captioning with BLIP")
+
+
+@contextmanager
+def _ray_session(address: str | None):
+    """``ray``, initialised: joins ``address`` (or the instance this process already started), else
+    starts a local one on this machine's cores, and shuts down on exit what it started. Failures of
+    Ray itself (or of a worker) come out as :class:`RayBuildError` with a plain message."""
     try:
         import ray
         import ray.data
     except ImportError as exc:
         raise RayBuildError("--engine ray needs the ray package: pip install 'ray[data]' "
                             "(the version pinned in requirements.txt)") from exc
-    from .gallery import CHUNK
 
     started_here = False
     if not ray.is_initialized():
@@ -141,45 +237,30 @@ def compute_features_ray(root: Path, todo: list[tuple[str, str]], table, setting
                                 "Check --address, or build with --engine local.") from exc
         started_here = True
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines on stderr
-        plan = plan_workers(ray.cluster_resources(), settings.device)
-        size = max(1, min(workers or plan["workers"], -(-len(todo) // settings.batch_size)))
-        items = [{"path": str(Path(root) / relative), "sha256": digest} for relative, digest in todo]
-        dataset = ray.data.from_items(items).map_batches(
-            Featuriser,
-            fn_constructor_kwargs={"backbone": settings.backbone, "device": plan["device"],
-                                   "cache_dir": str(settings.cache_dir), "max_pixels": settings.max_pixels,
-                                   "max_bytes": settings.max_file_bytes, "threads": plan["threads"]},
-            batch_size=settings.batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=size),
-            **plan["remote_args"],
-        )
-        done = 0
-        progress(0, len(todo), "computing activations")
-        for batch in dataset.iter_batches(batch_size=CHUNK, batch_format="numpy"):
-            models = set(np.asarray(batch["model"]).tolist())
-            if models - {table.model_key}:
-                raise RayBuildError(f"Ray workers computed with weights {sorted(models)} but this cache is for "
-                                    f"{table.model_key}: install the same requirements on the cluster")
-            ok = np.asarray(batch["ok"], dtype=bool)
-            hashes = np.asarray(batch["sha256"]).astype(str)
-            rejected = {h: str(r) for h, r, good in zip(hashes, batch["reason"], ok) if not good}
-            pooled = np.asarray(batch["pooled"], dtype=np.float32)[ok]
-            logits = np.asarray(batch["logits"], dtype=np.float32)[ok]
-            table.add_shard(list(hashes[ok]), pooled if ok.any() else None, logits if ok.any() else None, rejected)
-            done += len(hashes)
-            progress(done, len(todo), "computing activations")
-    except RayBuildError:
+        yield ray
+    except (RayBuildError, CaptionerUnavailable):
         raise
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
-            raise RayBuildError(f"the Ray build failed: {_root_cause(exc)}") from exc
+            cause = _root_cause(exc)
+            if cause.startswith("CaptionerUnavailable: "):  # a worker could not load BLIP: say so, as locally
+                message = cause[len("CaptionerUnavailable: "):]
+                raise CaptionerUnavailable(message, reason=message.split(". Use --captioner")[0]) from exc
+            raise RayBuildError(f"the Ray build failed: {cause}") from exc
         raise
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _pool(ray, settings: Settings, n_items: int, batch_size: int, workers: int | None = None) -> tuple[dict, dict]:
+    """The worker plan (:func:`plan_workers`) and the ``map_batches`` placement arguments for
+    ``n_items`` items in batches of ``batch_size``: no more actors than batches."""
+    plan = plan_workers(ray.cluster_resources(), settings.device)
+    size = max(1, min(workers or plan["workers"], -(-n_items // batch_size)))
+    return plan, {"compute": ray.data.ActorPoolStrategy(size=size), **plan["remote_args"]}
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

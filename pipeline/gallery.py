@@ -370,7 +370,7 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
     if with_captions:
         from .captions import caption_gallery
 
-        gallery.captions = caption_gallery(gallery, models, settings, progress)
+        gallery.captions = caption_gallery(gallery, models, settings, progress, engine=engine, address=address)
     stats.seconds = time.perf_counter() - started
     return gallery, stats
 

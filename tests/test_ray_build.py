@@ -15,6 +15,7 @@ from pipeline.distributed import Featuriser, RayBuildError, plan_workers
 from pipeline.gallery import build_gallery
 from pipeline.models import Models
 from pipeline.storage import read_json
+from test_captioners import tiny_blip  # noqa: F401  (the module-scoped random-weight BLIP fixture)
 
 # Ray Data reads deprecated settings of its own DataContext when it runs a dataset.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -95,3 +96,32 @@ def test_an_unreachable_cluster_fails_fast_with_a_plain_message(tmp_path, settin
     table = FeatureTable(tmp_path, "m")
     with pytest.raises(RayBuildError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
         compute_features_ray(tmp_path, [("a.jpg", "h")], table, settings, lambda *a: None, address="127.0.0.1:1")
+
+
+@pytest.mark.slow
+def test_a_ray_build_captions_with_blip_on_the_workers(tmp_path, settings, imagen_dir, tiny_blip):
+    ray = pytest.importorskip("ray")
+    from pipeline.captions import read_caption_cache
+
+    files = sorted(imagen_dir.glob("*.jpg"))[::100][:6]
+    blip = settings.replace(captioner="blip", blip_model=str(tiny_blip), blip_max_new_tokens=4)
+    local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
+    for folder in (local_dir, ray_dir):
+        folder.mkdir()
+        for f in files:
+            shutil.copyfile(f, folder / f.name)
+    local_models = Models(blip)
+    local, _ = build_gallery(local_dir, blip, local_models)
+    ray_models = Models(blip)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        distributed, _ = build_gallery(ray_dir, blip, ray_models, engine="ray")
+    finally:
+        ray.shutdown()
+    name = f"blip:{tiny_blip.name}"
+    assert local_models._blip is not None and ray_models._blip is None  # the workers captioned, not the driver
+    assert distributed.captions.captioners == local.captions.captioners == [name] * len(files)
+    assert distributed.captions.texts == local.captions.texts
+    cache = f"captions-{name.replace(':', '_')}.json"
+    assert read_caption_cache(distributed.store / cache) == read_caption_cache(local.store / cache)
+    assert len(read_caption_cache(distributed.store / cache)) == len(files)

@@ -175,6 +175,13 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def blip_name(model: str) -> str:
+    """The captioner name ``BlipCaptioner(model)`` has, without loading it: ``blip:<hub id>``, or
+    ``blip:<folder name>`` for a local folder."""
+    path = Path(model).expanduser()
+    return f"blip:{path.resolve().name if path.is_dir() else model}"
+
+
 class BlipCaptioner:
     """BLIP image captioning (``BlipProcessor`` + ``BlipForConditionalGeneration``).
 
@@ -189,7 +196,7 @@ class BlipCaptioner:
         self.device = device
         self.max_new_tokens = int(max_new_tokens)
         local = Path(model).expanduser().is_dir()
-        self.name = f"blip:{Path(model).expanduser().resolve().name if local else model}"
+        self.name = blip_name(model)
 
         advice = "Use --captioner labels for offline label captions."
         # Offline or hub unreachable: load from the local cache only, so failure is instant.
