@@ -3,6 +3,7 @@ messages (CLI: ``error: ...`` and exit 2; app: ``gr.Error``), never as traceback
 from __future__ import annotations
 
 from .analogy import AnalogyError
+from .distributed import RayBuildError
 from .gallery import GalleryError
 from .images import ImageError
 from .index import StaleIndexError
@@ -12,7 +13,7 @@ from .storage import CacheError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ImageError, GalleryError, AnalogyError, CacheError, StaleIndexError, CaptionerUnavailable,
-    BackboneUnavailable, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
+    BackboneUnavailable, RayBuildError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
 )
 
 
