@@ -119,7 +119,14 @@ def tqdm_progress(enabled: bool = True):
     return progress
 
 
+def emit(args: argparse.Namespace, data, as_text) -> int:
+    """Print ``data`` as JSON with ``--json``, else ``as_text(data)``; exit status 0."""
+    print(json.dumps(data, indent=1) if args.json else as_text(data))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from . import render
     from .explorer import Explorer
 
     explorer = Explorer(settings_from_args(args))
@@ -130,55 +137,29 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--address needs --engine ray")
         explorer.open_gallery(args.dir, progress, with_captions=not args.no_captions,
                               engine=args.engine, address=args.address)
-        stats = explorer.build_stats.as_dict()
         info = explorer.gallery_info() if not args.no_captions else {"root": str(explorer.gallery.root)}
-        out = {"gallery": info, **stats}
-        if args.json:
-            print(json.dumps(out, indent=1))
-        else:
-            from . import render
-
-            print(render.build_summary(out))
-        return 0
+        return emit(args, {"gallery": info, **explorer.build_stats.as_dict()}, render.build_summary)
     if args.command == "labels":
         results = explorer.labels(args.images, args.top_k)
         rows = [{"image": str(img), "labels": [{"name": l.name, "wnid": l.wnid, "probability": round(l.probability, 4)}
                                                for l in labels]} for img, labels in zip(args.images, results)]
-        if args.json:
-            print(json.dumps(rows, indent=1))
-        else:
-            from . import render
-
-            print(render.labels_table(rows))
-        return 0
+        return emit(args, rows, render.labels_table)
     if args.command == "caption":
         if args.gallery:
             explorer.open_gallery(args.gallery, progress)
         rows = explorer.caption(args.images)
         for note in explorer.announcements:  # e.g. why BLIP was not used: never a silent fallback
             print(note, file=sys.stderr)
-        if args.json:
-            print(json.dumps(rows, indent=1))
-        else:
-            for row in rows:
-                print(f"{row['image']}: {row['caption']}  [{row['captioner']}]")
-        return 0
+        return emit(args, rows, lambda rows: "\n".join(
+            f"{row['image']}: {row['caption']}  [{row['captioner']}]" for row in rows))
     # analogy / explain
     explorer.open_gallery(args.gallery, progress)
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
                               exclude=not args.no_exclude, top_k=args.top_k)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=1))
-        return 0
-    from . import render
-
-    if args.command == "explain":
-        print(render.explanation(report))
-    else:
-        print(render.analogy_report(report))
-    return 0
+    as_text = render.explanation if args.command == "explain" else render.analogy_report
+    return emit(args, report.as_dict(), lambda _: as_text(report))
 
 
 def main(argv: list[str] | None = None) -> int:
