@@ -264,12 +264,6 @@ def eval_reports(eval_dir: Path) -> list[Path]:
     return sorted(candidates, key=lambda p: ((p / "results.md").stat().st_mtime, p.name), reverse=True)
 
 
-def latest_eval_report(eval_dir: Path) -> Path | None:
-    """The newest report folder under ``eval_dir`` (see :func:`eval_reports`), or None."""
-    reports = eval_reports(eval_dir)
-    return reports[0] if reports else None
-
-
 # --- web copies: thumbnails, previews, figures ---------------------------------------------------
 
 

@@ -51,17 +51,6 @@ def target_rank(scores: np.ndarray, target: int, exclude: Iterable[int] = ()) ->
     return int(np.count_nonzero(ahead & keep)) + 1
 
 
-def top1_excluding(scores: np.ndarray, exclude: Iterable[int] = ()) -> int:
-    """The best candidate id (ties: lowest id) among those not excluded; -1 when none is left."""
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    excluded = np.asarray(list(exclude), dtype=np.int64)
-    if excluded.size:
-        scores[excluded] = -np.inf
-        if excluded.size >= len(scores) and np.all(np.isneginf(scores)):
-            return -1
-    return int(np.argmax(scores)) if len(scores) else -1
-
-
 def accuracy_at_k(ranks: Sequence[int] | np.ndarray, k: int) -> float:
     """Share of questions whose right answer is ranked within the top ``k`` (ranks are 1-based).
 

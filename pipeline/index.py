@@ -56,7 +56,6 @@ from .images import file_sha256
 from .storage import atomic_write_bytes, fsync_file, replacing
 
 INDEX_KINDS = ("flat", "pq", "ivf", "hnsw")
-APPROXIMATE_KINDS = ("pq", "ivf", "hnsw")
 
 #: ``kind="auto"`` builds an exact flat index up to this many items and a pq index above it: about
 #: 42 ms for an analogy on the exact path on 2 cores, under the 50 ms target (see the module doc).

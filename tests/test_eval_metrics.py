@@ -38,13 +38,6 @@ def test_target_rank_agrees_with_pipeline_top_k():
     ids, _ = V.top_k(scores, 40, exclude=exclude)
     for position, i in enumerate(ids, start=1):
         assert M.target_rank(scores, int(i), exclude) == position
-    assert M.top1_excluding(scores, exclude) == int(ids[0])
-    assert M.top1_excluding(scores) == int(V.top_k(scores, 1)[0][0])
-
-
-def test_top1_excluding_everything_is_minus_one():
-    assert M.top1_excluding(np.array([0.3, 0.2]), [0, 1]) == -1
-    assert M.top1_excluding(np.array([0.3, 0.2, 0.9]), [2]) == 0
 
 
 def test_accuracy_at_k_hand_cases():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -44,15 +43,6 @@ _FILE_ANNOUNCEMENT = (
     "Captions: human captions from the gallery's caption files; "
     "items without one are captioned automatically (announced separately)."
 )
-
-
-@dataclass(frozen=True)
-class Caption:
-    """A caption and the captioner that made it: ``"blip:<model id or folder name>"``, ``"labels"``
-    or ``"file"``."""
-
-    text: str
-    captioner: str
 
 
 class CaptionerUnavailable(RuntimeError):
