@@ -418,10 +418,8 @@ def _compute_features(root, todo, table: "FeatureTable", models, settings: Setti
             good, batch, rejected = pending.result()
             if i + 1 < len(chunks):
                 pending = pool.submit(_decode_chunk, root, chunks[i + 1], settings, preprocess)
-            outputs = [models.run_classifier(batch[s:s + settings.batch_size])
-                       for s in range(0, len(good), settings.batch_size)] if good else []
-            pooled = np.concatenate([o.pooled for o in outputs]) if outputs else None
-            logits = np.concatenate([o.logits for o in outputs]) if outputs else None
+            output = models.run_classifier(batch)
+            pooled, logits = (output.pooled, output.logits) if good else (None, None)
             table.add_shard(good, pooled, logits, rejected)
             done += len(chunks[i])
             progress(done, len(todo), "computing activations")

@@ -80,25 +80,26 @@ class Models:
     # --- numpy in, numpy out --------------------------------------------------------------------
 
     def classify(self, images: list[Image.Image]):
-        """Pooled activations and logits for RGB images, in batches of ``settings.batch_size``.
+        """Pooled activations and logits for RGB images: ``run_classifier(preprocess(images))``."""
+        return self.run_classifier(self.classifier.preprocess(images) if images else None)
+
+    def run_classifier(self, batch: np.ndarray | None):
+        """Run the convnet on a preprocessed (N, 3, 224, 224) float32 batch (None: no images), in
+        slices of ``settings.batch_size``, each under the convnet's lock.
 
         Returns a ConvnetOutput: pooled (N, P) float32, logits (N, 1000) float32, not normalised.
         """
         from .convnet import ConvnetOutput
 
-        parts = []
-        for start in range(0, len(images), self.settings.batch_size):
-            batch = self.classifier.preprocess(images[start:start + self.settings.batch_size])
-            parts.append(self.run_classifier(batch))
-        if not parts:
-            return ConvnetOutput(np.zeros((0, self.classifier.pooled_dim), np.float32), np.zeros((0, 1000), np.float32))
-        return ConvnetOutput(np.concatenate([p.pooled for p in parts]), np.concatenate([p.logits for p in parts]))
-
-    def run_classifier(self, batch: np.ndarray):
-        """Run the convnet on a preprocessed (N, 3, 224, 224) float32 batch, under its lock."""
         classifier = self.classifier
-        with self._locks["classifier"]:
-            return classifier.run(batch)
+        n = 0 if batch is None else len(batch)
+        parts = []
+        for start in range(0, n, self.settings.batch_size):
+            with self._locks["classifier"]:
+                parts.append(classifier.run(batch[start:start + self.settings.batch_size]))
+        if not parts:
+            return ConvnetOutput(np.zeros((0, classifier.pooled_dim), np.float32), np.zeros((0, 1000), np.float32))
+        return ConvnetOutput(np.concatenate([p.pooled for p in parts]), np.concatenate([p.logits for p in parts]))
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(N, D) float32 L2-normalised sentence embeddings (D = 384 for MiniLM)."""
