@@ -10,6 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import default_gallery
 from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
 from .config import Settings
@@ -100,19 +102,26 @@ class Explorer:
     # --- questions -------------------------------------------------------------------------------
 
     def labels(self, images: list, k: int = 5) -> list[list[LabelScore]]:
-        """Top-k ImageNet labels for image files (or gallery refs), best first."""
+        """Top-k ImageNet labels for image files (or gallery refs), best first; the files that are
+        not gallery items go through the convnet in one batch."""
         gallery = self.gallery
-        logits = []
-        for ref in images:
+        logits: list = [None] * len(images)
+        pending = []
+        for i, ref in enumerate(images):
             item = gallery.find(ref) if gallery is not None else None
             if item is not None:
-                logits.append(gallery.logits[item])
+                logits[i] = gallery.logits[item]
             else:
-                image = load_image(ref, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes)
-                logits.append(self.models.classify([image]).logits[0])
-        import numpy as np
-
+                pending.append((i, self.load(ref)))
+        if pending:
+            computed = self.models.classify([image for _, image in pending]).logits
+            for (i, _), row in zip(pending, computed):
+                logits[i] = row
         return top_labels(np.stack(logits), k) if logits else []
+
+    def load(self, ref):
+        """An image file decoded safely under this explorer's limits (see pipeline.images.load_image)."""
+        return load_image(ref, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes)
 
     def analogy(self, refs: list, method: str = "3cosadd", layer: str | None = None, exclude: bool = True,
                 top_k: int | None = None, explain: bool = True) -> AnalogyReport:
@@ -144,8 +153,7 @@ class Explorer:
                 rows[i] = {"image": str(ref), "caption": gallery.captions.texts[item],
                            "captioner": gallery.captions.captioners[item]}
             else:
-                pending.append((i, load_image(ref, max_pixels=self.settings.max_pixels,
-                                              max_bytes=self.settings.max_file_bytes)))
+                pending.append((i, self.load(ref)))
         if pending:
             pics = [p[1] for p in pending]
             logits = self.models.classify(pics).logits
