@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import vectors as vec
-from .gallery import Gallery
-from .images import bytes_sha256, describe, load_image
-from .labels import LabelScore, softmax, top_labels
+from .gallery import IMAGE_SPACES, Gallery, space_vectors
+from .images import bytes_sha256, describe, file_sha256, load_image
+from .labels import LabelScore, top_labels
 
 ROLES = ("A", "B", "C")
 VERDICTS = ("input", "only-c", "ignore-a", "near-duplicate", "genuine")
@@ -125,8 +125,7 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
         if isinstance(ref, (str, Path)) and not Path(ref).exists():
             raise AnalogyError(f"{role}: {ref} is neither a gallery item (id or path) nor an existing image file")
         image = load_image(ref, max_pixels=gallery.settings.max_pixels, max_bytes=gallery.settings.max_file_bytes)
-        data = bytes(ref) if isinstance(ref, (bytes, bytearray)) else Path(ref).read_bytes()
-        digest = bytes_sha256(data)
+        digest = bytes_sha256(bytes(ref)) if isinstance(ref, (bytes, bytearray)) else file_sha256(ref)
         same = gallery.find_hash(digest)
         if same is not None:
             inputs[i] = gallery_input(gallery, role, same)
@@ -141,11 +140,9 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
         texts = [c[0] for c in captions]
         caption_vectors = models.embed_texts(texts) if gallery.captions is not None else None
         for j, (i, role, name, digest, _, ref) in enumerate(external):
-            vectors = {
-                "image:pooled": vec.l2_normalize(out.pooled[j]),
-                "image:logits": vec.l2_normalize(out.logits[j]),
-                "image:probs": vec.l2_normalize(softmax(out.logits[j:j + 1])[0]),
-            }
+            # the same normalisation as the gallery's own vectors (pipeline.gallery.space_vectors)
+            vectors = {space: space_vectors(space, out.pooled[j:j + 1], out.logits[j:j + 1], None)[0]
+                       for space in IMAGE_SPACES}
             if caption_vectors is not None:
                 vectors["caption"] = vec.l2_normalize(caption_vectors[j])
             labels = top_labels(out.logits[j:j + 1], 5)[0]
@@ -165,8 +162,7 @@ def gallery_input(gallery: Gallery, role: str, item_id: int) -> AnalogyInput:
 
 
 def _available_spaces(gallery: Gallery) -> list[str]:
-    spaces = ["image:pooled", "image:logits", "image:probs"]
-    return spaces + (["caption"] if gallery.captions is not None else [])
+    return list(IMAGE_SPACES) + (["caption"] if gallery.captions is not None else [])
 
 
 # --- solving -----------------------------------------------------------------------------------

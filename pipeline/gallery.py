@@ -134,7 +134,8 @@ def store_dir_for(root: Path, settings: Settings) -> Path:
     return settings.cache_dir / "galleries" / f"{safe}-{digest}"
 
 
-SPACES = ("image:pooled", "image:logits", "image:probs", "caption")
+IMAGE_SPACES = ("image:pooled", "image:logits", "image:probs")
+SPACES = IMAGE_SPACES + ("caption",)
 
 
 def space_key(space: str, layer: str) -> str:
