@@ -37,7 +37,7 @@ import gradio as gr
 from PIL import Image, ImageOps
 
 from pipeline.config import LAYERS, PROJECT_ROOT, Settings
-from pipeline.errors import USER_ERRORS, one_line
+from pipeline.errors import UserError, error_line, guarded
 from pipeline.images import describe, file_sha256
 from pipeline.storage import CacheError, atomic_write_bytes
 from pipeline.vectors import ALL_METHODS
@@ -106,8 +106,8 @@ def user_facing(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except USER_ERRORS as exc:
-            raise gr.Error(one_line(exc), title="Cannot do that") from None
+        except UserError as exc:
+            raise gr.Error(error_line(exc), title="Cannot do that") from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(GENERIC_ERROR, title="Error") from None
@@ -861,7 +861,7 @@ def warm_up(explorer) -> None:
     try:
         explorer.analogy([0, 1, 2], top_k=1)
     except Exception as exc:  # the app can still serve; the first request will show the problem
-        log.warning("warm-up analogy failed: %s", one_line(exc))
+        log.warning("warm-up analogy failed: %s", error_line(exc))
         return
     print(f"Warmed up in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
@@ -896,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         if os.environ.get("IAE_DEBUG"):
             raise
         return 2

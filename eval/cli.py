@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import CAPTIONERS, DEVICES, LAYERS
+from pipeline.errors import guarded
 from pipeline.vectors import ALL_METHODS
 
 
@@ -125,7 +126,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.cli import guarded
 
     args = build_parser().parse_args(argv)
     return guarded(lambda: run(args, argv if argv is not None else sys.argv[1:]))

@@ -17,13 +17,10 @@ from . import vectors as vec
 from .gallery import IMAGE_SPACES, Gallery, space_vectors
 from .images import bytes_sha256, describe, file_sha256, load_image
 from .labels import LabelScore, top_labels
+from .errors import AnalogyError
 
 ROLES = ("A", "B", "C")
 VERDICTS = ("input", "only-c", "ignore-a", "near-duplicate", "genuine")
-
-
-class AnalogyError(ValueError):
-    """The question cannot be answered as asked; the message says why and what to do."""
 
 
 @dataclass

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 from .config import CAPTIONERS, DEVICES, LAYERS, Settings
-from .errors import one_line
+from .errors import guarded
 from .vectors import ALL_METHODS
 
-EXIT_USAGE = 2
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -166,17 +165,3 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return guarded(lambda: run(args))
 
-
-def guarded(command) -> int:
-    """Run ``command()`` (returning an exit status) so that every error reaches the user as one
-    plain line on stderr with exit status 2 (130 on Ctrl-C); IAE_DEBUG=1 re-raises."""
-    try:
-        return command()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # every error reaches the user as one plain line
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        if os.environ.get("IAE_DEBUG"):
-            raise
-        return EXIT_USAGE

@@ -43,12 +43,9 @@ import numpy as np
 
 from .config import Settings
 from .models.captioners import CaptionerUnavailable
+from .errors import RayBuildError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-class RayBuildError(RuntimeError):
-    """The Ray build could not run; the message says why and what to do."""
 
 
 class Featuriser:

@@ -1,25 +1,106 @@
-"""The errors that mean "the input or the environment is wrong": shown to users as plain one-line
-messages (CLI: ``error: ...`` and exit 2; app: ``gr.Error``), never as tracebacks."""
+"""The product's one error family, and the one way to show an error to a user.
+
+Every error the product raises *for a user* (the input, the gallery, the cache or the environment is
+wrong, and the message says what to do) derives from :class:`UserError`. The CLI, the app and the
+evaluation show those as one plain line; anything else is a bug: shown as one line naming its type,
+with the traceback logged (``IAE_DEBUG=1`` re-raises it). This module imports nothing of the project,
+so any module can raise these errors.
+
+Some subclasses also derive from a built-in type (``ValueError``, ``RuntimeError``) so that callers
+written against the built-in keep working; only :class:`UserError` decides what a user sees.
+"""
 from __future__ import annotations
 
-from .analogy import AnalogyError
-from .distributed import RayBuildError
-from .gallery import GalleryError
-from .images import ImageError
-from .index import StaleIndexError
-from .models.captioners import CaptionerUnavailable
-from .models.convnet import BackboneUnavailable
-from .storage import CacheError
+import os
+import sys
+from typing import Callable
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ImageError, GalleryError, AnalogyError, CacheError, StaleIndexError, CaptionerUnavailable,
-    BackboneUnavailable, RayBuildError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
-)
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
-def one_line(exc: BaseException) -> str:
-    """The exception's message on one line; unexpected types are named so that bugs stay findable."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, USER_ERRORS):
+class UserError(Exception):
+    """Base of every error whose message is meant for the user: what is wrong and what to do, always
+    on one line (line breaks in the message given are collapsed into spaces)."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(collapse(message))
+
+
+class SettingsError(UserError, ValueError):
+    """A setting (CLI flag, ``IAE_*`` variable, API argument) has a value the product cannot use."""
+
+
+class ImageError(UserError, ValueError):
+    """A user's image could not be used.
+
+    ``str(err)`` is always one line, ``"<name>: <what is wrong>. <what to do>"``, e.g.
+    ``"photo.jpg: file is truncated (ends before the image data is complete). Re-export or re-download it."``
+    """
+
+
+class GalleryError(UserError, ValueError):
+    """The gallery folder cannot be used; the message says why and what to do."""
+
+
+class AnalogyError(UserError, ValueError):
+    """The question cannot be answered as asked; the message says why and what to do."""
+
+
+class CacheError(UserError, RuntimeError):
+    """A cache file is missing, damaged or unwritable; the message says which and what to do."""
+
+
+class StaleIndexError(UserError, RuntimeError):
+    """A saved index does not match the vectors it is meant to index (or is damaged)."""
+
+
+class BackboneUnavailable(UserError, RuntimeError):
+    """The requested backbone cannot be loaded here; the message says why and what to use instead."""
+
+
+class CaptionerUnavailable(UserError, RuntimeError):
+    """A captioner cannot be used here. The message is one line: why, and what to do instead;
+    ``reason`` is the why alone (for announcing a fallback that has already been taken)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class RayBuildError(UserError, RuntimeError):
+    """The Ray build could not run; the message says why and what to do."""
+
+
+class RerunImpossible(UserError, RuntimeError):
+    """An input cannot be given to the pipeline again (an upload whose file is gone)."""
+
+
+def collapse(text: str) -> str:
+    """``text`` on one line: every run of white space (newlines included) becomes one space."""
+    return " ".join(str(text).split())
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a user sees for ``exc``: the message of a :class:`UserError`; for anything else
+    (a bug) the type and message with a pointer to ``IAE_DEBUG=1``, so that bugs stay findable."""
+    text = collapse(str(exc)) or type(exc).__name__
+    if isinstance(exc, UserError):
         return text
     return f"{type(exc).__name__}: {text} (set IAE_DEBUG=1 for a traceback)"
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command()`` (which returns an exit status) for a command-line entry point (the CLI, the
+    app's ``main``, the evaluation): every error reaches the user as ``error: <one line>`` on stderr
+    with exit status 2 (130 on Ctrl-C); with ``IAE_DEBUG`` set the error is re-raised instead."""
+    try:
+        return command()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # every error reaches the user as one plain line
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        if os.environ.get("IAE_DEBUG"):
+            raise
+        return EXIT_ERROR

@@ -35,6 +35,7 @@ import numpy as np
 from . import vectors as vec
 from .config import LAYERS, PROMPTS_DIR
 from .storage import CacheError, read_array, read_json, write_array, write_json
+from .errors import RerunImpossible
 
 TEMPLATES_PATH = PROMPTS_DIR / "explain.json"
 ROLES = ("A", "B", "C")
@@ -511,10 +512,6 @@ def complete_report(explorer, report) -> None:
 
 
 # --- follow-up questions ------------------------------------------------------------------------
-
-
-class RerunImpossible(RuntimeError):
-    """An input cannot be given to the pipeline again (an upload whose file is gone)."""
 
 
 def match_intent(question: str) -> str | None:

@@ -37,16 +37,13 @@ from .images import IMAGE_SUFFIXES, ImageError, file_sha256, load_image
 from .index import StaleIndexError, VectorIndex, load_index
 from .labels import softmax, top_labels
 from .storage import CacheError, atomic_write_bytes, read_array, read_json, write_json, writing_array
+from .errors import GalleryError
 
 MANIFEST_VERSION = 1
 CHUNK = 128
 IMAGEN_NAME = re.compile(r"^(n\d{8})_(\d+)_(.+)$")
 Progress = Callable[[int, int, str], None]
 """progress(done, total, what): called as long work advances."""
-
-
-class GalleryError(ValueError):
-    """The gallery folder cannot be used; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError
+
 __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_BYTES",
@@ -63,18 +65,6 @@ _SIGNATURES = (
     (b"\xff\x0a", "JPEG XL"),
     (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
 )
-
-
-class ImageError(ValueError):
-    """A user's image could not be used.
-
-    ``str(err)`` is always one line, ``"<name>: <what is wrong>. <what to do>"``, e.g.
-    ``"notes.jpg: not an image (PIL cannot identify it). Upload a JPEG, PNG, WebP, BMP or GIF
-    file."``. Any line breaks in the message given are collapsed into spaces.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
 
 
 def _fail(name: str, problem: str, hint: str) -> ImageError:

@@ -54,6 +54,7 @@ from threadpoolctl import ThreadpoolController
 
 from .images import file_sha256
 from .storage import atomic_write_bytes, fsync_file, replacing
+from .errors import StaleIndexError
 
 INDEX_KINDS = ("flat", "pq", "ivf", "hnsw")
 
@@ -84,10 +85,6 @@ _BLAS = ThreadpoolController()
 # pq search of 5 queries took 15 ms on one thread against 25-32 ms on two busy cores, where the
 # threads' barriers wait for the scheduler (at 30k items: 0.5 ms against 8 ms).
 SINGLE_THREAD_QUERIES = 16
-
-
-class StaleIndexError(RuntimeError):
-    """A saved index does not match the vectors it is meant to index (or is damaged)."""
 
 
 @dataclass

@@ -17,10 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import file_sha256
-
-
-class CacheError(RuntimeError):
-    """A cache file is missing, damaged or unwritable; the message says which and what to do."""
+from .errors import CacheError
 
 
 def ensure_dir(folder: Path) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pipeline.config import PROMPTS_DIR
+from ..errors import CaptionerUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -43,15 +44,6 @@ _FILE_ANNOUNCEMENT = (
     "Captions: human captions from the gallery's caption files; "
     "items without one are captioned automatically (announced separately)."
 )
-
-
-class CaptionerUnavailable(RuntimeError):
-    """A captioner cannot be used here. The message is one line: why, and what to do instead;
-    ``reason`` is the why alone (for announcing a fallback that has already been taken)."""
-
-    def __init__(self, message: str, reason: str | None = None):
-        super().__init__(message)
-        self.reason = reason or message
 
 
 # --------------------------------------------------------------------------------------------------

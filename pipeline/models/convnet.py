@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..images import file_sha256
 from ..storage import ensure_dir
+from ..errors import BackboneUnavailable
 
 EFFICIENTNET_NAMES = ("efficientnet-lite0",)
 IMAGE_SIZE = 224
@@ -253,10 +254,6 @@ class TransformersResNet(Classifier):
             pooled = self.model.resnet(pixel_values=torch.from_numpy(batch).to(self.device)).pooler_output
             logits = self.model.classifier(pooled)  # Flatten + Linear, as in ResNetForImageClassification
         return ConvnetOutput(pooled.flatten(1).float().cpu().numpy(), logits.float().cpu().numpy())
-
-
-class BackboneUnavailable(RuntimeError):
-    """The requested backbone cannot be loaded here; the message says why and what to use instead."""
 
 
 def load_classifier(backbone: str, device: str, cache_dir: Path, threads: int | None = None) -> Classifier:
