@@ -35,6 +35,8 @@ class Settings:
     device: ``auto`` (cuda when torch sees one, else cpu), ``cpu`` or ``cuda``.
     near_duplicate_threshold: cosine above which two items count as near-duplicates (both for the
         ``near-duplicate`` verdict and for excluding uploaded inputs found in the gallery).
+    top_k: answers shown per space by default; max_top_k: the largest top k anyone may ask for (the
+        app's slider, the chat's "top k", the CLI's ``--top-k`` and the API all use this one limit).
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -50,6 +52,7 @@ class Settings:
     max_gallery_items: int = 2_000_000
     near_duplicate_threshold: float = 0.95
     top_k: int = 5
+    max_top_k: int = 50
     cosmul_eps: float = 1e-3
     blip_max_new_tokens: int = 30
     blip_cpu_item_limit: int = 200
@@ -61,8 +64,8 @@ class Settings:
             raise ValueError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.captioner not in CAPTIONERS:
             raise ValueError(f"unknown captioner {self.captioner!r}: choose one of {', '.join(CAPTIONERS)}")
-        if self.top_k < 1:
-            raise ValueError("top_k must be at least 1")
+        if not 1 <= self.top_k <= self.max_top_k:
+            raise ValueError(f"top_k must be a whole number from 1 to {self.max_top_k}")
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
 
     def replace(self, **changes) -> "Settings":
