@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
 from pipeline.gallery import SPACES, build_gallery, store_dir_for
 from pipeline.index import load_index
 from pipeline.storage import read_array, read_json
+from pipeline.web_copies import PREVIEW_SIZE, THUMB_SIZE, WebCopies, figure_copy
 from tests.conftest import REPO
 
 N_IMAGES = 16
@@ -206,12 +206,12 @@ def test_damaged_web_copies_are_made_again(reference, default_explorer, tmp_path
     gallery, _ = build_gallery(reference["root"], reference["settings"], reference["models"])
     rng = random.Random(DAMAGE_SEED)
     checked = 0
-    for size, kind in ((app.THUMB_SIZE, "thumbs"), (app.PREVIEW_SIZE, "previews")):
-        first = app.Thumbnails(gallery, size, kind)
+    for size, kind in ((THUMB_SIZE, "thumbs"), (PREVIEW_SIZE, "previews")):
+        first = WebCopies(gallery, size, kind)
         good = {i: first.path(i).read_bytes() for i in range(N_IMAGES)}
         for i, how in zip(range(N_IMAGES), DAMAGES * N_IMAGES):
             damage(first.path(i), how, rng)
-        fresh = app.Thumbnails(gallery, size, kind)  # a new process: copies on disk are checked once
+        fresh = WebCopies(gallery, size, kind)  # a new process: copies on disk are checked once
         for i in range(N_IMAGES):
             path = fresh.path(i)
             assert path.read_bytes() == good[i], (kind, i)
@@ -221,23 +221,23 @@ def test_damaged_web_copies_are_made_again(reference, default_explorer, tmp_path
     # an evaluation figure's copy, damaged, is written again
     figure = tmp_path / "accuracy.png"
     Image.new("RGB", (30, 20), "white").save(figure)
-    copy = app.figure_copy(figure, tmp_path / "figures")
+    copy = figure_copy(figure, tmp_path / "figures")
     copy.write_bytes(copy.read_bytes()[:20])
-    assert app.figure_copy(figure, tmp_path / "figures").read_bytes() == figure.read_bytes()
-    assert app.figure_copy(tmp_path / "missing.png", tmp_path / "figures") is None
+    assert figure_copy(figure, tmp_path / "figures").read_bytes() == figure.read_bytes()
+    assert figure_copy(tmp_path / "missing.png", tmp_path / "figures") is None
     (tmp_path / "fake.png").write_text("not a png")
-    assert app.figure_copy(tmp_path / "fake.png", tmp_path / "figures") is None
+    assert figure_copy(tmp_path / "fake.png", tmp_path / "figures") is None
     print(f"{checked} damaged web copies made again")
 
 
 def test_an_unwritable_store_still_shows_images(reference, tmp_path):
     gallery, _ = build_gallery(reference["root"], reference["settings"], reference["models"])
-    copies = app.Thumbnails(gallery, app.PREVIEW_SIZE, "previews")
+    copies = WebCopies(gallery, PREVIEW_SIZE, "previews")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     copies.folder = blocker / "previews-512"
     shown = copies.path(3)
-    assert isinstance(shown, Image.Image) and max(shown.size) <= app.PREVIEW_SIZE
+    assert isinstance(shown, Image.Image) and max(shown.size) <= PREVIEW_SIZE
 
 
 # --- killed builds -------------------------------------------------------------------------------
