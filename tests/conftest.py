@@ -77,13 +77,15 @@ def running_app(explorer, eval_dir: Path):
 
     Yields {"url", "port", "demo", "explorer", "handlers"}."""
     import app
+    from webui import Handlers, build_demo
 
-    demo = app.build_demo(explorer, eval_dir=eval_dir)
+    handlers = Handlers(explorer, eval_dir=eval_dir)
+    demo = build_demo(handlers)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **app.launch_options(demo))
+                **app.launch_options(handlers))
     try:
         yield {"url": f"http://127.0.0.1:{port}/", "port": port, "demo": demo, "explorer": explorer,
-               "handlers": demo.iae_handlers}
+               "handlers": handlers}
     finally:
         demo.close()

@@ -22,16 +22,16 @@ from PIL import Image
 
 import app
 from pipeline.default_gallery import EXAMPLES
+from pipeline.web_copies import THUMB_SIZE
+from webui import CONCURRENCY_ID, GENERIC_ERROR, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, Handlers, build_demo, user_facing
 from tests.bad_inputs import make_corpus
 from tests.conftest import REPO, running_app
 
-SOLVE_OUTPUTS = ("report", "question", "image_head", "image_gallery", "caption_head", "caption_gallery",
-                 "text_answer", "agreement", "chat", "json")
 CAPTION_RE = re.compile(r"^\d+\. -?\d\.\d{3} · [^·]+( · .+)?$")
 
 
 def solve(handlers, a, b, c, **options) -> dict:
-    return dict(zip(SOLVE_OUTPUTS, app.user_facing(handlers.solve)(a, b, c, **options)))
+    return user_facing(handlers.solve)(a, b, c, **options)._asdict()
 
 
 def gallery_file(explorer, relative: str) -> str:
@@ -40,7 +40,7 @@ def gallery_file(explorer, relative: str) -> str:
 
 @pytest.fixture(scope="module")
 def handlers(default_explorer, tmp_path_factory):
-    return app.Handlers(default_explorer, eval_dir=tmp_path_factory.mktemp("no-eval-reports"))
+    return Handlers(default_explorer, eval_dir=tmp_path_factory.mktemp("no-eval-reports"))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,9 @@ def test_importing_app_loads_no_model():
             "heavy = [m for m in ('torch', 'onnxruntime', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
             "assert not heavy, heavy\n"
             "from pathlib import Path\n"
-            "assert not Path(app.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside app.py'\n")
+            "assert not Path(app.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside app.py'\n"
+            "import webui.page\n"
+            "assert not Path(webui.page.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside page.py'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
@@ -103,19 +105,21 @@ def test_main_with_a_missing_gallery_says_so_in_one_line(tmp_path, capsys):
 
 
 def test_limits_and_concurrency_are_wired(default_explorer, tmp_path):
-    demo = app.build_demo(default_explorer, eval_dir=tmp_path)
-    options = app.launch_options(demo)
-    h = demo.iae_handlers
+    h = Handlers(default_explorer, eval_dir=tmp_path)
+    demo = build_demo(h)
+    options = app.launch_options(h)
     assert options["max_file_size"] == default_explorer.settings.max_file_bytes
     # only the web copies are served (thumbnails, previews, evaluation figures), never the gallery folder
     assert options["allowed_paths"] == [str(h.thumbnails.folder.resolve()), str(h.previews.folder.resolve()),
                                         str(h.figures_folder.resolve())]
     assert options["blocked_paths"] == [str(default_explorer.gallery.root.resolve())]
-    assert demo._queue.max_size == app.QUEUE_MAX_SIZE
+    assert demo._queue.max_size == QUEUE_MAX_SIZE
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
     for name in ("analogy", "ask", "classify"):
-        assert by_name[name].concurrency_id == app.CONCURRENCY_ID
-        assert by_name[name].concurrency_limit == app.MODEL_CONCURRENCY
+        assert by_name[name].concurrency_id == CONCURRENCY_ID
+        assert by_name[name].concurrency_limit == MODEL_CONCURRENCY
+    sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider)]
+    assert [s.maximum for s in sliders] == [default_explorer.settings.max_top_k]  # the one top-k limit
 
 
 # --- handlers, called directly -------------------------------------------------------------------
@@ -137,7 +141,7 @@ def test_examples_for_the_default_gallery(handlers, default_explorer):
 
 @pytest.mark.slow
 def test_examples_for_imagen_are_the_talks_analogies(imagen_explorer):
-    handlers = app.Handlers(imagen_explorer)
+    handlers = Handlers(imagen_explorer)
     paths, labels = handlers.examples()
     assert labels == ["sheep : camel :: seal : ?", "flute : oboe :: domestic cat : ?",
                       "brassiere : maillot :: guacamole : ?"]
@@ -174,7 +178,7 @@ def test_solve_gallery_triple_fills_both_spaces(handlers, default_explorer):
     assert "in words" in out["text_answer"] and report.text_answer["text"] in out["text_answer"]
     assert out["agreement"].startswith("**Do the two spaces agree?**") and report.agreement["summary"] in out["agreement"]
     assert out["chat"] == report.explanation and out["chat"] and out["chat"][0]["role"] == "assistant"
-    data = json.loads(out["json"])
+    data = json.loads(out["report_json"])
     assert data["question"]["top_k"] == 4 and len(data["image_space"]["results"]) == 4
 
 
@@ -211,6 +215,9 @@ def test_missing_and_invalid_options_are_plain_errors(handlers, default_explorer
         solve(handlers, a, b, c, method="nonsense")
     with pytest.raises(gr.Error, match="Top k must be"):
         solve(handlers, a, b, c, top_k=0)
+    limit = default_explorer.settings.max_top_k  # the one top-k limit
+    with pytest.raises(gr.Error, match=f"Top k must be a whole number from 1 to {limit}"):
+        solve(handlers, a, b, c, top_k=limit + 1)
 
 
 @pytest.mark.parametrize("case, words", [
@@ -228,7 +235,7 @@ def test_bad_uploads_get_a_clear_message_then_the_app_answers(handlers, default_
         solve(handlers, a, b, str(corpus[case].path))
     message = caught.value.message
     assert words in message, message
-    assert "Traceback" not in message and message != app.GENERIC_ERROR and "\n" not in message
+    assert "Traceback" not in message and message != GENERIC_ERROR and "\n" not in message
     assert solve(handlers, a, b, c)["report"].image_space.top is not None
 
 
@@ -244,21 +251,20 @@ def test_unexpected_errors_become_a_generic_message_and_are_logged(caplog):
         raise RuntimeError("internal detail /secret/path")
 
     with pytest.raises(gr.Error) as caught:
-        app.user_facing(broken)()
-    assert caught.value.message == app.GENERIC_ERROR
+        user_facing(broken)()
+    assert caught.value.message == GENERIC_ERROR
     assert "internal detail" in caplog.text and "Traceback" in caplog.text
 
 
 def test_picking_thumbnails_fills_the_selected_slot_and_moves_on(handlers, default_explorer):
     ids = handlers.browse_ids("")
     assert ids == list(range(40))
-    updates = handlers.pick("B", ids, gr.SelectData(None, {"index": 6, "value": None}))
-    a_update, b_update, c_update, next_slot = updates
-    assert isinstance(a_update, dict) and isinstance(c_update, dict)  # gr.skip()
-    assert b_update.constructor_args["value"] == handlers.preview(6)
-    assert handlers.slot_label("B", b_update.constructor_args["value"]).label == "B: #6 cat/original"
-    assert next_slot == "C"
-    assert handlers.pick("C", ids, gr.SelectData(None, {"index": 0, "value": None}))[-1] == "A"
+    picked = handlers.pick("B", ids, gr.SelectData(None, {"index": 6, "value": None}))
+    assert isinstance(picked.slot_a, dict) and isinstance(picked.slot_c, dict)  # gr.skip()
+    assert picked.slot_b.constructor_args["value"] == handlers.preview(6)
+    assert handlers.slot_label("B", picked.slot_b.constructor_args["value"]).label == "B: #6 cat/original"
+    assert picked.slot == "C"
+    assert handlers.pick("C", ids, gr.SelectData(None, {"index": 0, "value": None})).slot == "A"
     with pytest.raises(gr.Error):
         handlers.pick("A", ids, gr.SelectData(None, {"index": 99, "value": None}))
 
@@ -274,14 +280,15 @@ def test_slot_labels_say_what_a_slot_holds(handlers, default_explorer, tmp_path)
 
 
 def test_filtering_the_gallery_panel(handlers):
-    value, ids, note = handlers.filter_gallery("cat")
+    shown = handlers.filter_gallery("cat")
+    ids = shown.browse_ids
     assert len(ids) == 4 and all(handlers.gallery.items[i].label == "cat" for i in ids)
-    assert all(Path(p).is_file() and Path(p).suffix == ".jpg" for p, _ in value)
-    assert all(Path(p).parent == handlers.thumbnails.folder for p, _ in value)
-    assert all(max(Image.open(p).size) <= app.THUMB_SIZE for p, _ in value)
-    assert note == "4 of 40 images match \u201ccat\u201d."
-    assert handlers.filter_gallery("no such thing")[1] == []
-    assert len(handlers.filter_gallery("")[1]) == 40
+    assert all(Path(p).is_file() and Path(p).suffix == ".jpg" for p, _ in shown.browse)
+    assert all(Path(p).parent == handlers.thumbnails.folder for p, _ in shown.browse)
+    assert all(max(Image.open(p).size) <= THUMB_SIZE for p, _ in shown.browse)
+    assert shown.browse_info == "4 of 40 images match \u201ccat\u201d."
+    assert handlers.filter_gallery("no such thing").browse_ids == []
+    assert len(handlers.filter_gallery("").browse_ids) == 40
 
 
 def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explorer, tmp_path):
@@ -295,31 +302,34 @@ def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explore
     labels, text = handlers.classify(str(upload))
     assert len(labels) == 5 and "**Caption:**" in text and "Gallery item" not in text
     picked = handlers.pick_for_classifier(handlers.browse_ids(""), gr.SelectData(None, {"index": 6, "value": None}))
-    assert picked[0] == handlers.preview(6) and len(picked[1]) == 5
+    assert picked.image == handlers.preview(6) and len(picked.labels) == 5
     with pytest.raises(gr.Error, match="Upload an image"):
         handlers.classify(None)
 
 
 def test_follow_up_chat(handlers, default_explorer):
-    ask = app.user_facing(handlers.ask)
+    ask = user_facing(handlers.ask)
     with pytest.raises(gr.Error, match="Solve an analogy first"):
         ask("why?", None, [])
     out = solve(handlers, *(gallery_file(default_explorer, p) for p in EXAMPLES[0]))
     report, chat = out["report"], out["chat"]
     with pytest.raises(gr.Error, match="Type a question"):
         ask("   ", report, chat)
-    history, same_report, cleared, *panels = ask("why?", report, chat)
-    assert same_report is report and cleared == ""
+    answer = ask("why?", report, chat)
+    history = answer.chat
+    assert answer.report is report and answer.question_box == ""
     assert history[:len(chat)] == chat and history[-2] == {"role": "user", "content": "why?"}
     assert history[-1]["role"] == "assistant" and "Image space" in history[-1]["content"]
-    assert all(isinstance(p, dict) for p in panels)  # gr.skip(): nothing else changes
-    history, bigger, _, *panels = ask("show the top 8", report, history)
+    kept = [value for name, value in answer._asdict().items() if name not in ("chat", "report", "question_box")]
+    assert kept and all(isinstance(p, dict) for p in kept)  # gr.skip(): nothing else changes
+    answer = ask("show the top 8", report, history)
+    bigger = answer.report
     assert bigger is not report and bigger.top_k == 8
-    assert len(panels[2]) == 8 and panels[-1] == 8  # image-space gallery and the top-k slider follow
+    assert len(answer.image_gallery) == 8 and answer.top_k == 8  # image-space gallery and the top-k slider follow
 
 
 def test_eval_view_shows_the_newest_report(tmp_path, default_explorer):
-    handlers = app.Handlers(default_explorer, eval_dir=tmp_path / "reports")
+    handlers = Handlers(default_explorer, eval_dir=tmp_path / "reports")
     text, figures = handlers.eval_view()
     assert text.startswith("No evaluation report yet") and figures == []
     old, new = tmp_path / "reports" / "run-1", tmp_path / "reports" / "run-2"
@@ -347,7 +357,7 @@ def test_eval_view_shows_the_newest_report(tmp_path, default_explorer):
 
 
 def test_eval_view_lists_the_committed_reports(default_explorer):
-    handlers = app.Handlers(default_explorer)
+    handlers = Handlers(default_explorer)
     names = [c if isinstance(c, str) else c[0] for c in handlers.eval_choices()["choices"]]
     assert {"reproduce-2017", "transforms", "agreement"} <= set(names)
     text, figures = handlers.eval_view("reproduce-2017")
@@ -436,7 +446,7 @@ def _get(server, path: str) -> httpx.Response:
 def test_file_route_serves_the_gallery_and_nothing_else(server, tmp_path):
     gallery = server["explorer"].gallery
     root = gallery.root.resolve()
-    preview = server["demo"].iae_handlers.preview(gallery.find("cat/original.jpg"))
+    preview = server["handlers"].preview(gallery.find("cat/original.jpg"))
     assert _get(server, preview).status_code == 200  # the control: web copies are served
     refused = [
         str(root / "cat/original.jpg"),  # the gallery's own files are not (only their web copies)

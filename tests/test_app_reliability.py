@@ -30,6 +30,8 @@ from PIL import Image
 
 import app
 from pipeline.default_gallery import EXAMPLES
+from pipeline.web_copies import PNG_SIGNATURE, PREVIEW_SIZE, THUMB_SIZE
+from webui import CONCURRENCY_ID, GENERIC_ERROR, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, Handlers, user_facing
 from tests.bad_inputs import make_corpus
 from tests.conftest import running_app
 
@@ -102,7 +104,7 @@ def test_only_web_copies_are_served(server, eval_dir):
     h, gallery = server["handlers"], server["explorer"].gallery
     served = 0
     for item in gallery.items:
-        for copies, size in ((h.previews, app.PREVIEW_SIZE), (h.thumbnails, app.THUMB_SIZE)):
+        for copies, size in ((h.previews, PREVIEW_SIZE), (h.thumbnails, THUMB_SIZE)):
             path = copies.path(item.id)
             status, body = raw_get(server, file_route(quote(str(path))))
             assert status == 200, (item.path, status)
@@ -128,7 +130,7 @@ def test_only_web_copies_are_served(server, eval_dir):
     text, figures = h.eval_view()
     assert len(figures) == 1 and Path(figures[0][0]).parent == h.figures_folder
     status, body = raw_get(server, file_route(quote(figures[0][0])))
-    assert status == 200 and body.startswith(app.PNG_SIGNATURE)
+    assert status == 200 and body.startswith(PNG_SIGNATURE)
 
 
 def test_path_traversal_and_odd_encodings_are_refused(server):
@@ -157,7 +159,7 @@ def test_path_traversal_and_odd_encodings_are_refused(server):
         f"{inside}%00.jpg", f"{inside}/../../../default-gallery/captions.csv", "~/.bashrc", "~root/.bashrc",
         "file:///etc/passwd", "file=/etc/passwd", "http://127.0.0.1:1/x", "\\etc\\passwd", "C:\\Windows\\win.ini",
         "/proc/self/environ", "/proc/self/cmdline", f"/proc/{os.getpid()}/environ", "/dev/zero",
-        str(Path(app.__file__).resolve()), "app.py", "./app.py", "pipeline/config.py", ".venv/pyvenv.cfg",
+        str(Path(app.__file__).resolve()), "app.py", "./app.py", "pipeline/config.py", "webui/page.py", ".venv/pyvenv.cfg",
         "requirements.txt",
     ]
     for target in targets:
@@ -301,7 +303,7 @@ def test_uploads_and_web_copies_still_work(client, server, tmp_path):
     # and the results come back as preview copies (downloaded by the client from the server)
     for item in out[2]:
         with Image.open(item["image"]) as im:
-            assert max(im.size) <= app.PREVIEW_SIZE
+            assert max(im.size) <= PREVIEW_SIZE
     # an upload the gallery has never seen
     labels, text = client.predict(handle_file(str(image)), api_name="/classify")
     assert len(labels["confidences"]) == 5 and "**Caption:**" in text and "Gallery item" not in text
@@ -358,7 +360,7 @@ def test_every_corpus_file_as_a_b_or_c_through_the_server(client, server, corpus
                 client.predict(*args, "3cosadd", "pooled", True, 3, api_name="/analogy")
             message = str(caught.value)
             assert path.name in message or path.stem in message, (case.name, message)
-            assert "Traceback" not in message and app.GENERIC_ERROR not in message, (case.name, message)
+            assert "Traceback" not in message and GENERIC_ERROR not in message, (case.name, message)
             outcomes["refused"].append(case.name)
         out = client.predict(*(handle_file(p) for p in normal), "3cosadd", "pooled", True, 3, api_name="/analogy")
         assert _ids(out[-1]) == normal_expected, f"the request after {case.name} was not answered right"
@@ -477,7 +479,7 @@ def test_many_concurrent_requests_with_uploads_all_answer_correctly(server, tmp_
     monkeypatch.undo()
 
     assert classifier_run.most == 1 and text_encode.most == 1, (classifier_run.most, text_encode.most)
-    assert 1 <= analogy.most <= app.MODEL_CONCURRENCY
+    assert 1 <= analogy.most <= MODEL_CONCURRENCY
     latencies = []
     for jobs, (answers, labels) in zip(plans, results):
         for (files, refs, method, layer), (text, seconds) in zip(jobs, answers):
@@ -524,7 +526,7 @@ def test_limits_come_from_the_environment_and_are_enforced(default_explorer, tmp
     explorer = Explorer(limited, models=default_explorer.models)
     explorer.gallery = copy.copy(default_explorer.gallery)  # the same gallery, opened under the lower limits
     explorer.gallery.settings = limited
-    handlers = app.Handlers(explorer, eval_dir=tmp_path)
+    handlers = Handlers(explorer, eval_dir=tmp_path)
     a, b = (str(default_explorer.gallery.path(default_explorer.gallery.find(p))) for p in EXAMPLES[0][:2])
     big = tmp_path / "big.png"
     Image.new("RGB", (101, 100), "red").save(big)  # 10,100 pixels
@@ -533,10 +535,10 @@ def test_limits_come_from_the_environment_and_are_enforced(default_explorer, tmp
     small = tmp_path / "small.png"
     Image.new("RGB", (100, 100), "red").save(small)
     with pytest.raises(gr.Error, match="big.png: image is 101x100 = 10,100 pixels, over the limit of 10,000"):
-        app.user_facing(handlers.solve)(a, b, str(big))
+        user_facing(handlers.solve)(a, b, str(big))
     with pytest.raises(gr.Error, match=r"noisy.bmp: file is .* over the .* limit"):
-        app.user_facing(handlers.solve)(a, b, str(noisy))
-    assert app.user_facing(handlers.solve)(a, b, str(small))[0].image_space.top is not None
+        user_facing(handlers.solve)(a, b, str(noisy))
+    assert user_facing(handlers.solve)(a, b, str(small)).report.image_space.top is not None
 
     gallery = tmp_path / "four"
     gallery.mkdir()
@@ -551,10 +553,10 @@ def test_request_limits_are_wired_as_documented(server):
     """Model-bound events share one concurrency group of MODEL_CONCURRENCY; the queue holds at most
     QUEUE_MAX_SIZE; uploads above max_file_size are refused by Gradio before a handler runs."""
     demo = server["demo"]
-    assert (app.MODEL_CONCURRENCY, app.QUEUE_MAX_SIZE) == (2, 64)
-    assert demo._queue.max_size == app.QUEUE_MAX_SIZE
-    model_bound = [fn for fn in demo.fns.values() if fn.concurrency_id == app.CONCURRENCY_ID]
+    assert (MODEL_CONCURRENCY, QUEUE_MAX_SIZE) == (2, 64)
+    assert demo._queue.max_size == QUEUE_MAX_SIZE
+    model_bound = [fn for fn in demo.fns.values() if fn.concurrency_id == CONCURRENCY_ID]
     assert {fn.api_name for fn in model_bound} >= {"analogy", "ask", "classify", "pick_for_classifier"}
-    assert all(fn.concurrency_limit == app.MODEL_CONCURRENCY for fn in model_bound)
+    assert all(fn.concurrency_limit == MODEL_CONCURRENCY for fn in model_bound)
     config = httpx.get(server["url"] + "config", timeout=30).json()
     assert config["max_file_size"] == server["explorer"].settings.max_file_bytes

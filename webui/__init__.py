@@ -1,0 +1,14 @@
+"""The web page of the Image Analogy Explainer (Gradio 6), served by ``app.py``.
+
+- :mod:`webui.page`: :func:`build_demo`, the three tabs, each with its events wired beside its components;
+- :mod:`webui.handlers`: :class:`Handlers`, what the events call (validate, call the Explorer, format),
+  each returning a named result; :func:`user_facing`, the handlers' error guard;
+- :mod:`webui.format`: HTML and Markdown from the pipeline's reports.
+
+Importing this package loads no model.
+"""
+from .handlers import GENERIC_ERROR, Handlers, user_facing
+from .page import CONCURRENCY_ID, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, build_demo
+
+__all__ = ["CONCURRENCY_ID", "GENERIC_ERROR", "Handlers", "MODEL_CONCURRENCY", "QUEUE_MAX_SIZE", "build_demo",
+           "user_facing"]

@@ -1,0 +1,375 @@
+"""What the page's events call: thin handlers (validate, call the Explorer, format) with named results.
+
+Each handler with several outputs returns a NamedTuple whose fields name the components it updates;
+:func:`webui.page.build_demo` wires each event's outputs from those field names, so no result is a
+tuple counted by hand. Handlers raise ``gr.Error`` for what the user must fix; :func:`user_facing`
+turns the pipeline's user errors into ``gr.Error`` too, and anything else into a generic message (the
+traceback is logged).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import gradio as gr
+from PIL import Image
+
+import pipeline.explain
+from pipeline.config import LAYERS, PROJECT_ROOT
+from pipeline.default_gallery import EXAMPLES
+from pipeline.errors import UserError, error_line
+from pipeline.images import describe, file_sha256
+from pipeline.reports import DEFAULT_EVAL_DIR, eval_reports, report_figures, report_text
+from pipeline.vectors import ALL_METHODS
+from pipeline.web_copies import PREVIEW_SIZE, WebCopies, figure_copy
+
+from . import format as fmt
+
+log = logging.getLogger("iae.app")
+
+MAX_BROWSE = 1000  # thumbnails shown at once in a browse panel; the filter finds the others
+MAX_QUESTION_CHARS = 2000
+ROLES = ("A", "B", "C")
+GENERIC_ERROR = ("Something went wrong on our side while answering. The error was logged; "
+                 "please try again, or try other images.")
+
+# The talk's three "cheating" analogies (DESIGN.md section 1), offered when the gallery has those labels.
+TALK_ANALOGIES = (("sheep", "camel", "seal"), ("flute", "oboe", "domestic cat"),
+                  ("brassiere", "maillot", "guacamole"))
+
+
+def user_facing(fn: Callable) -> Callable:
+    """Run a handler; pipeline user errors become ``gr.Error(one line)``, anything unexpected is
+    logged with its traceback and becomes a generic ``gr.Error``. ``gr.Error`` passes through."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except UserError as exc:
+            raise gr.Error(error_line(exc), title="Cannot do that") from None
+        except Exception:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(GENERIC_ERROR, title="Error") from None
+
+    return wrapper
+
+
+# --- named results: the fields name the components an event updates, in the order it updates them ---
+
+
+class Panels(NamedTuple):
+    """What a report shows in the Analogy tab."""
+    question: str  # Markdown: A : B :: C : ? and the options
+    image_head: str  # HTML: the image-space answer, verdicts, without-exclusion line, top-k table
+    image_gallery: list  # [(web copy, caption)] of the image-space answers
+    caption_head: str
+    caption_gallery: list
+    text_answer: str  # Markdown
+    agreement: str  # Markdown
+
+
+class Solved(NamedTuple):
+    report: Any  # pipeline.explorer.AnalogyReport, kept in the session
+    question: str
+    image_head: str
+    image_gallery: list
+    caption_head: str
+    caption_gallery: list
+    text_answer: str
+    agreement: str
+    chat: list  # the explanation, as chat messages
+    report_json: str
+
+
+class Asked(NamedTuple):
+    """A follow-up's answer. The panels and controls change only when the explainer answered with a
+    new report (another method, layer, k or exclusion setting); else they are ``gr.skip()``."""
+    chat: list
+    report: Any
+    question_box: str  # cleared
+    question: Any
+    image_head: Any
+    image_gallery: Any
+    caption_head: Any
+    caption_gallery: Any
+    text_answer: Any
+    agreement: Any
+    report_json: Any
+    method: Any
+    layer: Any
+    exclude: Any
+    top_k: Any
+
+    @classmethod
+    def in_words(cls, chat: list, report) -> "Asked":
+        """An answer in words only: every panel and control stays as it is."""
+        kept = {name: gr.skip() for name in cls._fields if name not in ("chat", "report", "question_box")}
+        return cls(chat=chat, report=report, question_box="", **kept)
+
+
+class Filtered(NamedTuple):
+    browse: list  # [(web copy, caption)]
+    browse_ids: list[int]  # the gallery ids shown, in order (session state)
+    browse_info: str
+
+
+class Picked(NamedTuple):
+    slot_a: Any  # gr.Image update for the picked slot, gr.skip() for the others
+    slot_b: Any
+    slot_c: Any
+    slot: str  # the slot the next click fills
+
+
+class Classified(NamedTuple):
+    labels: dict[str, float]  # top-5 ImageNet labels -> probability
+    caption: str  # Markdown
+
+
+class PickedForClassifier(NamedTuple):
+    image: Any
+    labels: dict[str, float]
+    caption: str
+
+
+class EvalView(NamedTuple):
+    markdown: str
+    figures: list  # [(copy, file name)]
+
+
+def web_value(copy) -> Any:
+    """A web copy (:mod:`pipeline.web_copies`) as a Gradio value: a file path as text, an image as is."""
+    return str(copy) if isinstance(copy, Path) else copy
+
+
+class Handlers:
+    """What the page's events call, for one Explorer whose gallery is open."""
+
+    def __init__(self, explorer, eval_dir: Path | str | None = None):
+        self.explorer = explorer
+        self.gallery = explorer.require_gallery()
+        self.eval_dir = Path(eval_dir) if eval_dir is not None else DEFAULT_EVAL_DIR
+        self.thumbnails = WebCopies(self.gallery)
+        self.previews = WebCopies(self.gallery, PREVIEW_SIZE, kind="previews")
+        self.figures_folder = Path(explorer.settings.cache_dir) / "eval-figures"
+
+    def served_folders(self) -> list[Path]:
+        """The only folders whose files the app serves (besides Gradio's own uploads and copies):
+        web copies of gallery images and of evaluation figures, never the gallery folder itself."""
+        return [self.thumbnails.folder, self.previews.folder, self.figures_folder]
+
+    def preview(self, item_id: int):
+        """Gradio value showing gallery item ``item_id`` (its 512 px copy)."""
+        return web_value(self.previews.path(item_id))
+
+    def find_item(self, path) -> int | None:
+        """The gallery id of a file whose bytes are a gallery image or a copy this app served, else None."""
+        try:
+            digest = file_sha256(path)
+        except (OSError, ValueError):
+            return None
+        for found in (self.gallery.find_hash(digest), self.previews.find_hash(digest),
+                      self.thumbnails.find_hash(digest)):
+            if found is not None:
+                return found
+        return None
+
+    # gallery browsing ----------------------------------------------------------------------------
+
+    def item_caption(self, item_id: int) -> str:
+        return f"#{item_id} {fmt.item_name(self.gallery.items[item_id])}"
+
+    def browse_ids(self, query: str = "") -> list[int]:
+        """Gallery ids whose label or path contains every word of ``query`` (all when empty), at most
+        :data:`MAX_BROWSE`."""
+        words = (query or "").lower().split()
+        ids = [item.id for item in self.gallery.items
+               if all(w in f"{item.label or ''} {item.path}".lower() for w in words)]
+        return ids[:MAX_BROWSE]
+
+    def browse_value(self, ids: list[int]) -> list[tuple[str, str]]:
+        return [(web_value(p), self.item_caption(i)) for i, p in zip(ids, self.thumbnails.prepare(ids))]
+
+    def filter_gallery(self, query: str) -> Filtered:
+        ids = self.browse_ids(query)
+        return Filtered(browse=self.browse_value(ids), browse_ids=ids,
+                        browse_info=fmt.browse_note(len(ids), len(self.gallery), query))
+
+    def pick(self, slot: str, ids: list[int], evt: gr.SelectData) -> Picked:
+        """A click on a browse thumbnail: fill ``slot`` (A, B or C) and move the selector to the next slot."""
+        item_id = self.picked_id(ids, evt)
+        slot = slot if slot in ROLES else "A"
+        update = gr.Image(value=self.preview(item_id))
+        slots = [update if role == slot else gr.skip() for role in ROLES]
+        return Picked(*slots, slot=ROLES[(ROLES.index(slot) + 1) % len(ROLES)])
+
+    def slot_label(self, role: str, image) -> gr.Image:
+        """The label of slot ``role`` for what it holds: the gallery item (by content) or an upload."""
+        if not image:
+            return gr.Image(label=f"{role}: upload, or pick from the gallery")
+        path = Path(str(image.get("path") if isinstance(image, dict) else image))
+        found = self.find_item(path)
+        if found is not None:
+            return gr.Image(label=f"{role}: {self.item_caption(found)}")
+        return gr.Image(label=f"{role}: {describe(path)} (uploaded)")
+
+    def picked_id(self, ids: list[int], evt: gr.SelectData | None) -> int:
+        """The gallery id a click on a browse panel chose: ``ids[evt.index]``. The page sends the index
+        (any API caller can send anything): only a whole number within the panel is accepted, and the
+        ids come from the server-side session state."""
+        index = getattr(evt, "index", None)
+        if isinstance(index, (list, tuple)) and index:
+            index = index[0]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise gr.Error("Click a gallery thumbnail to pick it.")
+        if not ids or not 0 <= index < len(ids):
+            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
+        item_id = ids[index]
+        if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 <= item_id < len(self.gallery):
+            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
+        return item_id
+
+    def pick_for_classifier(self, ids: list[int], evt: gr.SelectData) -> PickedForClassifier:
+        """A click on the classifier tab's browse panel: show the item and what the classifier sees."""
+        item_id = self.picked_id(ids, evt)
+        return PickedForClassifier(self.preview(item_id), *self.classify(item_id))
+
+    # analogy -------------------------------------------------------------------------------------
+
+    def _ref(self, image, role: str):
+        """An uploaded/picked image path -> what the explorer takes (a gallery id when its content is
+        a gallery item, else the path)."""
+        if image is None or (isinstance(image, str) and not image.strip()):
+            raise gr.Error(f"Image {role} is missing: upload one, or click a gallery thumbnail with slot {role} "
+                           "selected.", title="Missing image")
+        if isinstance(image, dict):  # API callers may send FileData-like dicts
+            image = image.get("path")
+        path = Path(str(image))
+        if path.is_file():
+            found = self.find_item(path)
+            if found is not None:
+                return found
+        return str(path)
+
+    def solve(self, a, b, c, method: str = "3cosadd", layer: str = "pooled", exclude: bool = True,
+              top_k: float = 5, progress=gr.Progress()) -> Solved:
+        """A : B :: C : ? answered in both spaces, with the explanation as the first chat messages."""
+        refs = [self._ref(image, role) for image, role in zip((a, b, c), ROLES)]
+        if method not in ALL_METHODS:
+            raise gr.Error(f"Unknown method {method!r}. Choose one of: {', '.join(ALL_METHODS)}.")
+        if layer not in LAYERS:
+            raise gr.Error(f"Unknown layer {layer!r}. Choose one of: {', '.join(LAYERS)}.")
+        max_k = self.explorer.settings.max_top_k
+        try:
+            k = int(top_k)
+        except (TypeError, ValueError):
+            k = 0
+        if not 1 <= k <= max_k:
+            raise gr.Error(f"Top k must be a whole number from 1 to {max_k}.")
+        progress(0.1, desc="Reading A, B and C; answering in image and caption space")
+        report = self.explorer.analogy(refs, method=method, layer=layer, exclude=bool(exclude), top_k=k)
+        progress(0.9, desc="Formatting")
+        return Solved(report, *self.render(report), chat=list(report.explanation),
+                      report_json=fmt.report_json(report))
+
+    def render(self, report) -> Panels:
+        def gallery_value(result):
+            if result is None:
+                return []
+            return [(self.preview(h.id), fmt.hit_caption(rank, h)) for rank, h in enumerate(result.results, 1)]
+
+        return Panels(question=fmt.question_markdown(report),
+                      image_head=fmt.space_html(report.image_space, "Image space"),
+                      image_gallery=gallery_value(report.image_space),
+                      caption_head=fmt.space_html(report.caption_space, "Caption space"),
+                      caption_gallery=gallery_value(report.caption_space),
+                      text_answer=fmt.text_answer_markdown(report), agreement=fmt.agreement_markdown(report))
+
+    def ask(self, question: str, report, history) -> Asked:
+        """A follow-up question about ``report``, answered by the explainer's chat."""
+        question = (question or "").strip()
+        if not question:
+            raise gr.Error("Type a question first, for example \u201cwhy?\u201d or \u201chelp\u201d.")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise gr.Error("That question is too long; keep it under 2,000 characters.")
+        if report is None:
+            raise gr.Error("Solve an analogy first (pick A, B and C, then press Solve); then ask about it.")
+        reply, new_report = pipeline.explain.answer_question(self.explorer, report, question)
+        history = list(history or []) + [{"role": "user", "content": question},
+                                         {"role": "assistant", "content": reply}]
+        if new_report is report:
+            return Asked.in_words(history, report)
+        return Asked(history, new_report, "", *self.render(new_report), report_json=fmt.report_json(new_report),
+                     method=new_report.method, layer=new_report.layer, exclude=new_report.exclude,
+                     top_k=new_report.top_k)
+
+    # what the classifier sees --------------------------------------------------------------------
+
+    def classify(self, image) -> Classified:
+        """Any image (an upload's path, or a gallery id): the classifier's top-5 labels and the caption."""
+        if image is None or (isinstance(image, str) and not image.strip()):
+            raise gr.Error("Upload an image, or click a gallery thumbnail, to see what the classifier sees.",
+                           title="Missing image")
+        ref = image if isinstance(image, int) else self._ref(image, "the image")
+        labels = self.explorer.labels([ref], k=5)[0]
+        row = self.explorer.caption([ref])[0]
+        item = self.gallery.items[ref] if isinstance(ref, int) else None
+        return Classified(labels={label.name: float(label.probability) for label in labels},
+                          caption=fmt.classifier_markdown(row, self.gallery_info()["backbone"], item))
+
+    # evaluation ----------------------------------------------------------------------------------
+
+    def eval_choices(self):
+        """The report picker: every report folder's name, newest first, the newest selected."""
+        names = [p.name for p in eval_reports(self.eval_dir)]
+        return gr.update(choices=names, value=names[0] if names else None)
+
+    def eval_view(self, name: str | None = None) -> EvalView:
+        """The report folder called ``name`` (one of :meth:`eval_choices`; anything else is ignored),
+        else the newest: its results.md and its PNG figures, shown from copies."""
+        reports = eval_reports(self.eval_dir)
+        folder = next((p for p in reports if p.name == name), reports[0] if reports else None)
+        if folder is None:
+            shown = self.eval_dir
+            try:
+                shown = self.eval_dir.resolve().relative_to(PROJECT_ROOT)
+            except ValueError:
+                pass
+            return EvalView(fmt.no_report_markdown(shown), [])
+        text = fmt.report_markdown(report_text(folder), folder.name, self.eval_dir.name, newest=folder == reports[0])
+        figures = [(copy if isinstance(copy, Image.Image) else str(copy), p.name)
+                   for p in report_figures(folder, self.eval_dir)
+                   if (copy := figure_copy(p, self.figures_folder)) is not None]
+        return EvalView(text, figures)
+
+    # info ----------------------------------------------------------------------------------------
+
+    def gallery_info(self) -> dict:
+        return self.explorer.gallery_info()
+
+    def info_markdown(self) -> str:
+        return fmt.info_markdown(self.gallery_info(), self.explorer.announcements)
+
+    def examples(self) -> tuple[list[list[str]], list[str]]:
+        """Example triples for this gallery: ([[A, B, C] web copies], labels)."""
+        g = self.gallery
+        triples: list[tuple[int, ...]] = []
+        for example in EXAMPLES:
+            ids = [g.find(p) for p in example]
+            if all(i is not None for i in ids):
+                triples.append(tuple(ids))  # type: ignore[arg-type]
+        by_label: dict[str, int] = {}
+        for item in g.items:
+            if item.label:
+                by_label.setdefault(item.label.lower(), item.id)
+        for labels in TALK_ANALOGIES:
+            if all(label in by_label for label in labels):
+                triples.append(tuple(by_label[label] for label in labels))
+        triples = [t for t in triples if all(isinstance(self.previews.path(i), Path) for i in t)]
+        paths = [[self.preview(i) for i in t] for t in triples]
+        labels = ["{} : {} :: {} : ?".format(*(fmt.item_name(g.items[i]) for i in t)) for t in triples]
+        return paths, labels

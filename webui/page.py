@@ -1,0 +1,218 @@
+"""The page: :func:`build_demo` lays out the three tabs, each with its events wired beside its components.
+
+Every event's outputs are given by name (:func:`outputs`): the fields of the handler's result
+(:mod:`webui.handlers`) say which component each value goes to.
+"""
+from __future__ import annotations
+
+import functools
+from abc import ABCMeta
+from typing import NamedTuple
+
+import gradio as gr
+
+from pipeline.config import LAYERS
+from pipeline.vectors import ALL_METHODS
+
+from . import format as fmt
+from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
+                       user_facing)
+
+CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
+MODEL_CONCURRENCY = 2  # the machine's cores do the work; more parallel requests only queue inside
+QUEUE_MAX_SIZE = 64
+CACHE_CLEANUP = (3600, 6 * 3600)  # Gradio deletes its copies of uploads hourly, once six hours old
+
+METHOD_CHOICES = [
+    ("3CosAdd: cos(d, b - a + c) (default)", "3cosadd"),
+    ("3CosMul (Levy & Goldberg)", "3cosmul"),
+    ("PairDirection: cos(d - c, b - a)", "pairdirection"),
+    ("Baseline ONLY-C: nearest to C", "only-c"),
+    ("Baseline IGNORE-A: cos(d, b + c)", "ignore-a"),
+    ("Baseline ADD-OPPOSITE: cos(d, c - (b - a))", "add-opposite"),
+    ("Baseline MULTIPLY: 3CosMul without A", "multiply"),
+]
+assert [v for _, v in METHOD_CHOICES] == list(ALL_METHODS), "METHOD_CHOICES must follow pipeline.vectors"
+LAYER_CHOICES = [("pooled activations (penultimate layer)", "pooled"), ("logits (1000 ImageNet classes)", "logits"),
+                 ("probabilities (softmax of the logits)", "probs")]
+assert [v for _, v in LAYER_CHOICES] == list(LAYERS)
+
+MODEL_BOUND = {"concurrency_limit": MODEL_CONCURRENCY, "concurrency_id": CONCURRENCY_ID}
+
+
+class _NoStubComponentMeta(type(gr.Image)):
+    """Gradio's component metaclass writes a ``.pyi`` stub beside every module that subclasses a
+    component (``page.pyi`` here, which would shadow this module for type checkers). The subclass
+    below adds no ``__init__`` and no events, the only other things that metaclass handles, so it is
+    created as a plain class."""
+
+    def __new__(mcs, name, bases, attrs):
+        return ABCMeta.__new__(mcs, name, bases, attrs)
+
+
+class UploadImage(gr.Image, metaclass=_NoStubComponentMeta):
+    """``gr.Image`` whose upload is handed to the handler as the uploaded file's path, unopened.
+
+    Stock ``gr.Image`` opens every upload with PIL before the handler runs, so a text file named
+    .jpg or a decompression bomb fails inside Gradio with PIL's own words. Here the file goes,
+    untouched, to :func:`pipeline.images.load_image`, which refuses it with a clear message. (Gradio
+    still accepts only files that were uploaded to it; ``is_template`` keeps the stock front end.)
+    A subclass, not a patched instance: Gradio re-creates a component from its class when an event
+    updates its properties.
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if self.type == "filepath" and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+def outputs(result: type[NamedTuple], **components) -> list:
+    """The components an event updates, in the order of the fields of its handler's ``result``: each
+    field must be given as a keyword, and nothing else."""
+    if set(components) != set(result._fields):
+        raise TypeError(f"{result.__name__} names {result._fields}, got {tuple(components)}")
+    return [components[name] for name in result._fields]
+
+
+def build_demo(h: Handlers) -> gr.Blocks:
+    """The app's page over ``h`` (its Explorer's gallery is open). Queue on; the events that run a
+    model or the pipeline share one concurrency group."""
+    first_ids = h.browse_ids("")
+    browse_value = h.browse_value(first_ids)
+    with gr.Blocks(title="Image Analogy Explainer", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
+        report_state = gr.State(None)
+        gr.Markdown("# Image Analogy Explainer\nA is to B as C is to what? Answered over convnet activations "
+                    "(**image space**) and caption embeddings (**caption space**), with an honest verdict on "
+                    "whether the answer is a real analogy or a cheat.")
+        gr.Markdown(h.info_markdown(), elem_id="gallery-info")
+        with gr.Tabs():
+            _analogy_tab(h, report_state, first_ids, browse_value)
+            _classifier_tab(h, first_ids, browse_value)
+            _evaluation_tab(h, demo)
+    demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    return demo
+
+
+def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], browse_value: list) -> None:
+    settings = h.explorer.settings
+    example_paths, example_labels = h.examples()
+    with gr.Tab("Analogy", id="analogy"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                with gr.Row():
+                    slots = [UploadImage(label=f"{role}: upload, or pick from the gallery", type="filepath",
+                                         sources=["upload", "clipboard"], height=200, elem_id=f"slot-{role.lower()}")
+                             for role in ROLES]
+                slot = gr.Radio(list(ROLES), value="A", label="A click on a gallery thumbnail fills slot",
+                                info="Moves on to the next slot after each click.", elem_id="slot-selector")
+                with gr.Row():
+                    method = gr.Dropdown(METHOD_CHOICES, value="3cosadd", label="Method")
+                    layer = gr.Radio(LAYER_CHOICES, value=settings.layer, label="Image-space layer")
+                with gr.Row():
+                    exclude = gr.Checkbox(value=True, label="Exclude A, B and C from the answers",
+                                          info="The standard cheat; the result says what would win without it.")
+                    top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1,
+                                      label="Answers shown (top k)")
+                solve_btn = gr.Button("Solve A : B :: C : ?", variant="primary", elem_id="solve")
+                if example_paths:
+                    gr.Examples(example_paths, inputs=slots, label="Example triples", example_labels=example_labels)
+            with gr.Column(scale=2):
+                browse_filter = gr.Textbox(label="Gallery (click a thumbnail to pick it)",
+                                           placeholder="filter by label or file name, e.g. cat")
+                browse_ids = gr.State(first_ids)
+                browse_info = gr.Markdown(fmt.browse_note(len(first_ids), len(h.gallery)))
+                browse = gr.Gallery(browse_value, columns=4, height=460, allow_preview=False,
+                                    show_label=False, object_fit="cover", elem_id="browse")
+
+        # picking A, B and C: a click on a thumbnail fills the selected slot; the filter narrows the panel
+        browse.select(user_facing(h.pick), inputs=[slot, browse_ids],
+                      outputs=outputs(Picked, slot_a=slots[0], slot_b=slots[1], slot_c=slots[2], slot=slot),
+                      api_visibility="private", concurrency_limit=None)
+        browse_filter.change(user_facing(h.filter_gallery), inputs=browse_filter,
+                             outputs=outputs(Filtered, browse=browse, browse_ids=browse_ids, browse_info=browse_info),
+                             api_visibility="private", trigger_mode="always_last")
+        for role, image in zip(ROLES, slots):  # however a slot is filled, its label says with what
+            image.change(functools.partial(h.slot_label, role), inputs=image, outputs=image,
+                         api_visibility="private", concurrency_limit=None, queue=False)
+
+        question_md = gr.Markdown(elem_id="question")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                image_head = gr.HTML(elem_id="image-space-head")
+                image_results = gr.Gallery(label="Image space: top answers", columns=5, height=200,
+                                           object_fit="contain", elem_id="image-space")
+            with gr.Column():
+                caption_head = gr.HTML(elem_id="caption-space-head")
+                caption_results = gr.Gallery(label="Caption space: top answers", columns=5, height=200,
+                                             object_fit="contain", elem_id="caption-space")
+                text_md = gr.Markdown(elem_id="text-answer")
+        agreement_md = gr.Markdown(elem_id="agreement")
+        chat = gr.Chatbot(label="Explainer", height=560, elem_id="chat",
+                          placeholder="Solve an analogy and the explanation appears here. Then ask away.")
+        with gr.Row():
+            question = gr.Textbox(show_label=False, scale=5, elem_id="question-box",
+                                  placeholder="Ask a follow-up: why? · top 10 · without exclusion · "
+                                              "compare methods · help")
+            ask_btn = gr.Button("Ask", scale=1)
+        with gr.Accordion("Full report (JSON)", open=False):
+            report_code = gr.Code(language="json", show_label=False, elem_id="report-json")
+
+        # solving, then asking about the answer
+        panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
+                      caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
+                      agreement=agreement_md)
+        solve_btn.click(user_facing(h.solve), inputs=[*slots, method, layer, exclude, top_k],
+                        outputs=outputs(Solved, report=report_state, **panels, chat=chat, report_json=report_code),
+                        api_name="analogy", **MODEL_BOUND)
+        ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, chat],
+                         outputs=outputs(Asked, chat=chat, report=report_state, question_box=question, **panels,
+                                         report_json=report_code, method=method, layer=layer, exclude=exclude,
+                                         top_k=top_k),
+                         **MODEL_BOUND)
+        ask_btn.click(api_name="ask", **ask_event)
+        question.submit(api_visibility="private", **ask_event)
+
+
+def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> None:
+    with gr.Tab("What the classifier sees", id="classifier"):
+        gr.Markdown("One label per picture is ImageNet's whole view of the world. Pick or upload any image "
+                    "and compare the classifier's top five labels with its caption.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2):
+                image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"],
+                                    height=300, elem_id="classifier-image")
+                button = gr.Button("What does the classifier see?", variant="primary")
+                ids = gr.State(first_ids)
+                browse = gr.Gallery(browse_value, columns=5, height=300, allow_preview=False,
+                                    label="Or click a gallery image", object_fit="cover")
+            with gr.Column(scale=2):
+                labels = gr.Label(num_top_classes=5, label="Top-5 ImageNet labels", elem_id="classifier-labels")
+                caption = gr.Markdown(elem_id="classifier-caption")
+
+        classified = outputs(Classified, labels=labels, caption=caption)
+        button.click(user_facing(h.classify), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
+        image.upload(user_facing(h.classify), inputs=image, outputs=classified, api_visibility="private",
+                     **MODEL_BOUND)
+        browse.select(user_facing(h.pick_for_classifier), inputs=ids,
+                      outputs=outputs(PickedForClassifier, image=image, labels=labels, caption=caption),
+                      api_visibility="private", **MODEL_BOUND)
+
+
+def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> None:
+    with gr.Tab("Evaluation", id="evaluation"):
+        with gr.Row():
+            choice = gr.Dropdown(label="Report", choices=[], scale=3, elem_id="eval-choice")
+            refresh = gr.Button("Refresh", scale=1)
+        markdown = gr.Markdown(elem_id="eval-report")
+        figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
+
+        shown = outputs(EvalView, markdown=markdown, figures=figures)
+        refresh.click(user_facing(h.eval_choices), outputs=choice, api_visibility="private")
+        choice.change(user_facing(h.eval_view), inputs=choice, outputs=shown, api_name="evaluation")
+        demo.load(user_facing(h.eval_choices), outputs=choice, api_visibility="private")
+        demo.load(user_facing(h.eval_view), outputs=shown, api_visibility="private")
