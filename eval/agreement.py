@@ -3,10 +3,11 @@ and how often does each cheat?
 
 Each question is a seeded random triple of distinct gallery items, answered through
 :meth:`pipeline.explorer.Explorer.analogy` (inputs excluded) for every image layer; the comparison of
-the two spaces is :func:`pipeline.explain.agreement` (same item, same label, top-k overlap, caption
-similarity of the two answers), and the cheats are the verdicts of each space
-(:func:`pipeline.analogy.verdicts_for`) plus caption space's lexical check
-(:func:`pipeline.explain.lexical_check`: the answer's caption repeats C's caption or label).
+the two spaces is :meth:`pipeline.explorer.Explorer.agreement` (same item, same label, top-k overlap,
+caption similarity of the two answers: :func:`pipeline.agreement.space_agreement`), and the cheats are
+the verdicts of each space (:func:`pipeline.analogy.verdicts_for`) plus caption space's lexical check
+(``repeats_c`` in its measurements, :func:`pipeline.agreement.lexical_check`: the answer's caption
+repeats C's caption or label).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import time
 import numpy as np
 
 from pipeline.analogy import VERDICTS
-from pipeline.explain import agreement, lexical_check
 
 from .common import bar, provenance, provenance_markdown, spaces_for
 from .report import Report, grouped_bars, md_table, new_figure, num, pct
@@ -64,7 +64,7 @@ def run(explorer, args, argv=None) -> Report:
             for li, layer in enumerate(layers):
                 report = explorer.analogy([int(a), int(b), int(c)], method=args.method, layer=layer, exclude=True,
                                           top_k=k, explain=False)
-                ag = agreement(report, gallery)
+                ag = explorer.agreement(report)
                 stats = per_layer[layer]
                 stats["same_item"].append(bool(ag["same_item"]))
                 if ag["same_label"] is not None:
@@ -77,7 +77,7 @@ def run(explorer, args, argv=None) -> Report:
                 if li == 0:  # caption space does not depend on the image layer
                     for name, value in _verdict_flags(report.caption_space, c_label).items():
                         flags["caption"][name].append(value)
-                    repeats.append(bool(lexical_check(report.caption_space, report.inputs[2])["repeats_c"]))
+                    repeats.append(bool(report.caption_space.measurements["repeats_c"]))
                     if q < 5:
                         examples.append(_example(report, ag, gallery))
                 progress.update(1)
@@ -157,7 +157,7 @@ def _write_markdown(report: Report, results, layers, spaces) -> None:
         ["image layer", "same item at top-1", "same label at top-1", "…which is C's label",
          f"top-{k} overlap (mean of |∩|/k)",
          f"top-{k} lists share an item", "caption similarity of the two answers (mean cos)"], rows)
-        + "\n\nComputed per question by `pipeline.explain.agreement` (the app's agreement panel); the top-k "
+        + "\n\nComputed per question by `pipeline.agreement.space_agreement` (the app's agreement panel); the top-k "
           "overlap is faiss's knn-intersection measure.")
     names = [*VERDICTS, *EXTRA]
     rows = [[SPACE_NAMES.get(s, s)] + [pct(ch[s][n]) for n in names]

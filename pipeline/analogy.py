@@ -4,7 +4,10 @@
 :class:`AnalogyInput` objects with normalised vectors for every space. :func:`solve_space` scores the
 gallery with a method (DESIGN.md section 2), applies exclusion, and returns a :class:`SpaceResult`
 with the top-k answers, what would have won without exclusion (and each input's rank), the top answer
-of every baseline, the verdicts, and the measurements behind them.
+of every baseline, the verdicts, and the measurements behind them (the near-duplicate threshold it
+used, and in caption space the lexical check of :func:`pipeline.agreement.lexical_check`).
+
+:data:`ROLES` names the three inputs everywhere (A, B, C in this order).
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import vectors as vec
+from .agreement import lexical_check
+from .captions import caption_external
 from .gallery import IMAGE_SPACES, Gallery, space_vectors
 from .images import bytes_sha256, describe, file_sha256, load_image
 from .labels import LabelScore, top_labels
@@ -56,7 +61,7 @@ class Hit:
     caption: str | None = None
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (vec.rounded(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -67,7 +72,10 @@ class SpaceResult:
     nothing excluded), ``top`` (that answer: a Hit, or the input's name), ``input_ranks`` (1-based
     rank of each input among gallery items and inputs, nothing excluded).
     measurements: ``offset_norm`` |b - a|, ``typical_nn_distance``, ``offset_relative`` (their ratio),
-    ``offset_consistency`` cos(b - a, d - c) for the top answer d, ``cos_answer_c`` cos(d, c).
+    ``offset_consistency`` cos(b - a, d - c) for the top answer d, ``cos_answer_c`` cos(d, c) (these
+    two only when there is an answer), ``scored_rows`` (rows scored exactly), ``near_duplicate_threshold``
+    (the cosine above which the verdicts and exclusion count a near-duplicate), and in caption space
+    the lexical check ``repeats_c``, ``repeats_c_what``, ``repeats_c_phrase``.
     """
 
     space: str
@@ -94,7 +102,7 @@ class SpaceResult:
             "without_exclusion": wo,
             "baselines": {k: (h.as_dict() if h else None) for k, h in self.baselines.items()},
             "verdicts": self.verdicts,
-            "measurements": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.measurements.items()},
+            "measurements": {k: (vec.rounded(v) if isinstance(v, float) else v) for k, v in self.measurements.items()},
         }
 
 
@@ -131,8 +139,6 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
     if external:
         images = [e[4] for e in external]
         out = models.classify(images)
-        from .captions import caption_external
-
         captions = caption_external(gallery, models, images, out.logits) if captioner is None else captioner(images, out.logits)
         texts = [c[0] for c in captions]
         caption_vectors = models.embed_texts(texts) if gallery.captions is not None else None
@@ -167,22 +173,27 @@ def _available_spaces(gallery: Gallery) -> list[str]:
 
 def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method: str = "3cosadd",
                 exclude: bool = True, top_k: int = 5) -> SpaceResult:
-    """Answer the analogy in one space (a key of :data:`pipeline.gallery.SPACES`)."""
+    """Answer the analogy in one space (a key of :data:`pipeline.gallery.SPACES`).
+
+    ``inputs``: A, B, C in :data:`ROLES` order, with a vector for ``space``. Returns the
+    :class:`SpaceResult` with every measurement the answer and its verdicts rest on.
+    """
     if method not in vec.ALL_METHODS:
         raise AnalogyError(f"unknown method {method!r}: choose one of {', '.join(vec.ALL_METHODS)}")
     if space not in inputs[0].vectors:
         raise AnalogyError(f"space {space!r} is not available for this gallery")
     settings = gallery.settings
+    threshold = settings.near_duplicate_threshold
     index = gallery.index(space)
     a, b, c = (inp.vectors[space] for inp in inputs)
     # (R, 3): cos(d, a), cos(d, b), cos(d, c) of the scored rows: all N (rows None) on an exact index,
     # else the candidate rows of an approximate one (see _scored_rows).
-    rows, sims = _scored_rows(index, inputs, a, b, c, top_k, settings.near_duplicate_threshold)
+    rows, sims = _scored_rows(index, inputs, a, b, c, top_k, threshold)
     gram = vec.gram_matrix(a, b, c)
     eps = settings.cosmul_eps
     scores = {m: vec.method_scores(sims, gram, m, eps) for m in dict.fromkeys([method, *vec.BASELINES])}
 
-    excluded = _exclusions(inputs, sims, settings.near_duplicate_threshold, rows)
+    excluded = _exclusions(inputs, sims, threshold, rows)
     excluded_ids = [e["id"] for e in excluded] if exclude else []
 
     def hits(method_scores: np.ndarray, k: int, skip) -> list[Hit]:
@@ -205,8 +216,10 @@ def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method
         d = gallery.vectors(space)[results[0].id]
         measurements["offset_consistency"] = vec.offset_consistency(a, b, c, d)
         measurements["cos_answer_c"] = float(np.clip(np.dot(d, c), -1, 1))
-        verdicts = verdicts_for(results[0], without["winner"], baselines, measurements["cos_answer_c"],
-                                settings.near_duplicate_threshold)
+        verdicts = verdicts_for(results[0], without["winner"], baselines, measurements["cos_answer_c"], threshold)
+    measurements["near_duplicate_threshold"] = float(threshold)
+    if space == "caption":
+        measurements.update(lexical_check(results[0] if results else None, inputs[ROLES.index("C")]))
     return SpaceResult(space, method, exclude, results, excluded if exclude else [], without, baselines,
                        verdicts, measurements)
 

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
 import numpy as np
 
 from .labels import top_labels
-from .storage import CacheError, read_array, read_json, write_array, write_json
+from .storage import CacheError, read_array, read_json, safe_name, write_array, write_json
 
 BLIP_CHUNK = 16
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
 
 
 def labels_captions(models, logits: np.ndarray) -> list[str]:
@@ -60,7 +55,7 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
                 texts[item.id], captioners[item.id] = text, "file"
     elif chosen == "blip":
         name = blip_name(settings.blip_model)
-        cache_path = gallery.store / f"captions-{_safe(name)}.json"
+        cache_path = gallery.store / f"captions-{safe_name(name)}.json"
         cached = read_caption_cache(cache_path)
         missing = [item for item in gallery.items if item.sha256 not in cached]
         missing = list({item.sha256: item for item in missing}.values())  # each content once
@@ -128,7 +123,7 @@ def read_caption_cache(path) -> dict[str, str]:
 
 def embed_cached(store, models, text_model: str, texts: list[str]) -> np.ndarray:
     """(N, D) float32 L2-normalised embeddings of ``texts``, reusing the store's cached rows by text."""
-    base = store / f"caption-vectors-{_safe(text_model)}"
+    base = store / f"caption-vectors-{safe_name(text_model)}"
     known: dict[str, np.ndarray] = {}
     try:
         meta = read_json(base.with_suffix(".json"))

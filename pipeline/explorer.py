@@ -1,23 +1,32 @@
 """The product's front door: one object that the CLI, the app and the evaluation share.
 
-An :class:`Explorer` holds settings, the lazily loaded models and the current gallery, and answers
-questions with dataclasses: ``labels`` (what the classifier sees), ``caption``, and ``analogy`` (both
-spaces, agreement and explanation, as an :class:`AnalogyReport`).
+An :class:`Explorer` holds settings, the lazily loaded models, the current gallery and the text
+answer's vocabulary of that gallery's captions, and answers questions with dataclasses: ``labels``
+(what the classifier sees), ``caption``, and ``analogy`` (an :class:`AnalogyReport`, assembled here
+from its parts: each space's answer (:func:`pipeline.analogy.solve_space`), the text answer
+(:mod:`pipeline.text_answer`), the agreement (:mod:`pipeline.agreement`) and the explanation in words
+(:mod:`pipeline.explain`)).
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import default_gallery
+from .agreement import space_agreement
 from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
+from .captions import caption_external, labels_captions
 from .config import Settings
+from .explain import agreement_summary, explanation
 from .gallery import BuildStats, Gallery, Progress, build_gallery, space_key
 from .images import load_image
 from .labels import LabelScore, top_labels
+from .models import Models
+from .models.captioners import resolve_captioner
+from .text_answer import Vocabulary, text_answer, vocabulary
 
 
 @dataclass
@@ -61,13 +70,13 @@ class Explorer:
     :class:`pipeline.models.Models`."""
 
     def __init__(self, settings: Settings | None = None, models=None):
-        from .models import Models
-
         self.settings = settings or Settings.from_env()
         self.models = models or Models(self.settings)
         self.gallery: Gallery | None = None
         self.build_stats: BuildStats | None = None
         self._lock = threading.Lock()
+        self._vocabulary: Vocabulary | None = None  # the text answer's, for the gallery's current captions
+        self._vocabulary_lock = threading.Lock()
         self.announcements: list[str] = []  # fallbacks and other things the user must be told
 
     # --- gallery ---------------------------------------------------------------------------------
@@ -125,7 +134,8 @@ class Explorer:
 
     def analogy(self, refs: list, method: str = "3cosadd", layer: str | None = None, exclude: bool = True,
                 top_k: int | None = None, explain: bool = True) -> AnalogyReport:
-        """Answer A : B :: C : ? in image space (``layer``) and caption space."""
+        """Answer A : B :: C : ? in image space (``layer``) and caption space; with ``explain`` (the
+        default) also the text answer, the agreement and the explanation (:meth:`explained`)."""
         gallery = self.require_gallery()
         layer = layer or self.settings.layer
         top_k = top_k or self.settings.top_k
@@ -133,18 +143,45 @@ class Explorer:
         image = solve_space(gallery, inputs, space_key("image", layer), method, exclude, top_k)
         caption = solve_space(gallery, inputs, "caption", method, exclude, top_k) if gallery.captions else None
         report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info())
-        if explain:
-            from . import explain as explainer
+        return self.explained(report) if explain else report
 
-            explainer.complete_report(self, report)
-        return report
+    def explained(self, report: AnalogyReport) -> AnalogyReport:
+        """A copy of ``report`` (its spaces solved) with ``text_answer`` (None without caption space),
+        ``agreement`` and ``explanation`` filled in; ``report`` itself is not changed."""
+        text = self.text_answer(report.inputs, report.method) if report.caption_space is not None else None
+        report = replace(report, text_answer=text, agreement=self.agreement(report))
+        return replace(report, explanation=explanation(report.as_dict()))
+
+    def agreement(self, report: AnalogyReport) -> dict:
+        """How the report's two spaces compare: :func:`pipeline.agreement.space_agreement`'s dict and
+        its ``summary`` in words (:func:`pipeline.explain.agreement_summary`)."""
+        gallery = self.require_gallery()
+        caption_vectors = gallery.vectors("caption") if gallery.captions is not None else None
+        measured = space_agreement(report.image_space, report.caption_space, caption_vectors, gallery.labelled)
+        caption = report.caption_space.as_dict() if report.caption_space is not None else None
+        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption)}
+
+    def text_answer(self, inputs: list[AnalogyInput], method: str) -> dict | None:
+        """The caption-space query of ``inputs`` answered in words with ``method``
+        (:func:`pipeline.text_answer.text_answer`); None when the gallery has no captions."""
+        gallery = self.require_gallery()
+        if gallery.captions is None:
+            return None
+        return text_answer(self.text_vocabulary(), gallery, inputs, method, self.settings.cosmul_eps)
+
+    def text_vocabulary(self) -> Vocabulary:
+        """The text answer's vocabulary for the gallery's current captions: built on first use and kept
+        here with those captions (rebuilt when the gallery's captions change; the class captions'
+        vectors come from the disk cache or are embedded once, one thread at a time)."""
+        gallery = self.require_gallery()
+        with self._vocabulary_lock:
+            self._vocabulary = vocabulary(self.models, self.settings.cache_dir, gallery.captions, self._vocabulary)
+            return self._vocabulary
 
     def caption(self, images: list) -> list[dict]:
         """Caption image files (or gallery refs): [{"image", "caption", "captioner"}]. Gallery items
         keep their gallery caption; other images get the gallery's captioner where it runs on single
         images (BLIP), else the classifier's labels."""
-        from .captions import caption_external
-
         gallery = self.gallery
         rows, pending = [None] * len(images), []
         for i, ref in enumerate(images):
@@ -166,9 +203,6 @@ class Explorer:
         return rows  # type: ignore[return-value]
 
     def _caption_without_gallery(self, images, logits) -> list[tuple[str, str]]:
-        from .captions import labels_captions
-        from .models.captioners import resolve_captioner
-
         requested = "auto" if self.settings.captioner == "file" else self.settings.captioner
         chosen, announcement = resolve_captioner(
             requested, n_items=len(images), device=self.models.device, file_captions_available=False,

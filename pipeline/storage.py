@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,12 @@ import numpy as np
 
 from .images import file_sha256
 from .errors import CacheError
+
+
+def safe_name(name: str) -> str:
+    """``name`` (a model name such as ``sentence-transformers/all-MiniLM-L6-v2``) as a piece of a cache
+    file name: characters other than letters, digits, ``_.-`` become ``_``; at most 80 characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
 
 
 def ensure_dir(folder: Path) -> Path:

@@ -53,6 +53,9 @@ ZERO_SQ_NORM = 1e-6
 #: cos(c, c) can come out as 0.999999 (|d - c|^2 = 2e-6): this catches cos(d, c) >= 1 - 1e-5.
 SAME_AS_C_SQ_NORM = 2e-5
 
+#: Decimals of every float a report's JSON carries (scores, cosines, measurements): see :func:`rounded`.
+JSON_DECIMALS = 6
+
 # Coefficients (x, y, z) of the query x*a + y*b + z*c for the methods that are "cos(d, query)".
 _QUERY_COEFFICIENTS = {
     "3cosadd": (-1.0, 1.0, 1.0),  # b - a + c
@@ -281,6 +284,11 @@ def ranks(scores: np.ndarray, ids: Iterable[int]) -> list[int]:
             raise ValueError(f"id {i} out of range [0, {len(order)})")
         result.append(int(position[i]))
     return result
+
+
+def rounded(x) -> float:
+    """A number (Python or numpy scalar) as a report's JSON carries it: a float rounded to JSON_DECIMALS."""
+    return round(float(x), JSON_DECIMALS)
 
 
 def offset_consistency(a, b, c, d) -> float:

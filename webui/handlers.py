@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 import gradio as gr
 from PIL import Image
 
-import pipeline.explain
+from pipeline.chat import answer_question
 from pipeline.config import LAYERS, PROJECT_ROOT
 from pipeline.default_gallery import EXAMPLES
 from pipeline.errors import UserError, error_line
@@ -298,7 +298,7 @@ class Handlers:
             raise gr.Error("That question is too long; keep it under 2,000 characters.")
         if report is None:
             raise gr.Error("Solve an analogy first (pick A, B and C, then press Solve); then ask about it.")
-        reply, new_report = pipeline.explain.answer_question(self.explorer, report, question)
+        reply, new_report = answer_question(self.explorer, report, question)
         history = list(history or []) + [{"role": "user", "content": question},
                                          {"role": "assistant", "content": reply}]
         if new_report is report:
