@@ -17,13 +17,11 @@ import pytest
 
 from pipeline import intents
 from pipeline.errors import ApiInputError
+from tests.hostile_api import CHAT_LOOP_QUESTIONS, adversarial_questions, keywords
 
 LIMIT_S = 0.005  # per pattern and question
 TABLE_LIMIT_S = 0.025  # the whole table (match_intent) per question
 N = intents.MAX_QUESTION_CHARS
-SEPARATORS = (" ", "_", "-", "\n", "?", ".", "")
-RUNS = " _-?\n1a"  # characters repeated after (or before) a keyword
-ISSUE_QUESTION = ("compar_" * 286)[:2000]
 
 # The patterns as they were before issue 14 -> as they are now (the others did not change).
 REWRITTEN = {
@@ -38,37 +36,6 @@ REWRITTEN = {
 
 def all_patterns() -> list[tuple[str, re.Pattern]]:
     return [(name, p) for name, patterns in intents.intent_table() for p in patterns]
-
-
-def keywords(pattern: str) -> list[str]:
-    """The words a pattern looks for: ``compar`` and ``methods`` in ``compar\\w*.*\\bmethods?\\b``."""
-    text = re.sub(r"\\.|\(\?[a-z]*[:>)]?", " ", pattern)
-    return sorted({w for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9-]*", text) if len(w) > 1})
-
-
-def adversarial_questions(pattern: str, length: int = N) -> set[str]:
-    """Questions of ``length`` characters that make a backtracking matcher work hardest on ``pattern``:
-    its keywords (and keywords one letter short) repeated with each separator, pairs of its keywords
-    alternating, a keyword followed or preceded by a long run of one character, all keywords in order
-    and reversed, long runs of one character, and the issue's question."""
-    words = keywords(pattern)
-    questions = {ISSUE_QUESTION[:length]}
-    for ch in RUNS + ".!é\t":
-        questions |= {ch * length, ch * (length - 1) + "x", "x" + ch * (length - 1)}
-    for word in words:
-        for sep in SEPARATORS:
-            questions.add(((word + sep) * length)[:length])
-            questions.add(((word[:-1] + sep) * length)[:length])
-        for ch in RUNS:
-            questions.add((word + ch * length)[:length])
-            questions.add((ch * length)[:length - len(word)] + word)
-        for other in words:
-            for sep in (" ", "_", "\n", ""):
-                questions.add(((word + sep + other + sep) * length)[:length])
-    for sep in SEPARATORS:
-        questions.add(((sep.join(words) + sep) * length)[:length])
-        questions.add(((sep.join(reversed(words)) + sep) * length)[:length])
-    return questions
 
 
 def best_time(fn, question: str, limit: float, repeats: int = 3) -> float:
@@ -161,9 +128,9 @@ def test_every_pattern_is_fast_on_adversarial_questions_of_the_maximum_length():
 
 
 def test_the_whole_table_is_fast_on_every_adversarial_question():
-    """(A sample of 1,000 of them, and the issue's question.)"""
+    """(A sample of 1,000 of them, and the chat-loop questions of tests/hostile_api.py.)"""
     questions = sorted(set().union(*(adversarial_questions(p.pattern) for _, p in all_patterns())))
-    questions = random.Random(14).sample(questions, 1000) + [ISSUE_QUESTION]
+    questions = random.Random(14).sample(questions, 1000) + CHAT_LOOP_QUESTIONS
     seconds, question = slowest(intents.match_intent, questions, TABLE_LIMIT_S)
     assert seconds < TABLE_LIMIT_S, (seconds, question[:40])
 
