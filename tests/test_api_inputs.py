@@ -24,6 +24,7 @@ from pipeline.config import LAYERS
 from pipeline.errors import ApiInputError, UserError
 from pipeline.vectors import ALL_METHODS
 from tests.conftest import free_port
+from tests.test_app_reliability import _join  # an event called as the page calls it, by index
 from tests.hostile_api import BAD_CALLS, LONG, fill, history_injections
 from webui import api_inputs
 
@@ -282,24 +283,9 @@ def test_every_bad_call_is_refused_in_one_line_naming_the_input(server, capfd, c
 
 def test_private_events_are_checked_too(server):
     """The question box's submit event is not in the API, yet callable by its index: checked the same."""
-    demo = server["demo"]
-    fn_index = next(i for i, fn in demo.fns.items() if fn.name == "ask" and fn.api_name != "ask")
-    session = f"s{time.monotonic_ns()}"
-    response = httpx.post(server["url"] + "gradio_api/queue/join", timeout=30, json={
-        "data": ["x" * 2001, None, None], "fn_index": fn_index, "session_hash": session, "trigger_id": None})
-    assert response.status_code == 200
-    message = completed(server, session)
+    private = next(fn.api_name for fn in server["demo"].fns.values() if fn.name == "ask" and fn.api_name != "ask")
+    message = _join(server, private, ["x" * 2001, None, None], None)
     assert not message["success"] and message["output"]["error"].startswith("question: 2,001 characters")
-
-
-def completed(server, session: str) -> dict:
-    with httpx.stream("GET", server["url"] + f"gradio_api/queue/data?session_hash={session}", timeout=60) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message
-    raise AssertionError("no process_completed message")
 
 
 def texts(messages: list[dict]) -> list[str]:
@@ -316,18 +302,12 @@ def secret_copies(server) -> list[Path]:
 def test_a_history_sent_by_the_client_is_never_read(server):
     """With the conversation in a gr.State, an injected history is refused (/call: one input too many)
     or ignored (the queue, which hands State inputs the server's own value): no file is copied."""
-    demo = server["demo"]
     secret = server["secret"]
     histories = history_injections([str(secret), str(Path("app.py").resolve()), "/etc/passwd"])
-    fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "ask")
     for history in histories:
         event, error = call(server, "ask", ["why?", history])
         assert event == "error" and error["error"].startswith("/ask: takes 1 input (question); got 2"), error
-        session = f"s{time.monotonic_ns()}"
-        response = httpx.post(server["url"] + "gradio_api/queue/join", timeout=30, json={
-            "data": ["why?", None, history], "fn_index": fn_index, "session_hash": session, "trigger_id": None})
-        assert response.status_code == 200
-        message = completed(server, session)
+        message = _join(server, "ask", ["why?", None, history], None)
         assert message["success"], message
         assert texts(message["output"]["data"][0]) == ["why?", "an answer"]
     assert secret_copies(server) == []
