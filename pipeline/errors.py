@@ -72,6 +72,11 @@ class RayBuildError(UserError, RuntimeError):
     """The Ray build could not run; the message says why and what to do."""
 
 
+class ApiInputError(UserError, ValueError):
+    """An input of a request (an API argument, a chat question) is not one the product takes; the
+    message names the input and what it accepts, showing at most a short prefix of the value."""
+
+
 class RerunImpossible(UserError, RuntimeError):
     """An input cannot be given to the pipeline again (an upload whose file is gone)."""
 
