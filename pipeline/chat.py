@@ -21,16 +21,9 @@ from . import vectors as vec
 from .analogy import ROLES
 from .config import LAYERS
 from .errors import RerunImpossible
+from .intents import match_intent
 from .explain import (exclusion_word, fmt, input_ref, item_ref, labels_text, space_message, space_name, templates,
                       without_exclusion_message)
-
-
-def match_intent(question: str) -> str | None:
-    """The name of the first intent of ``prompts/explain.json`` whose pattern occurs in ``question``."""
-    for intent in templates()["intents"]:
-        if any(re.search(p, question, flags=re.IGNORECASE) for p in intent["patterns"]):
-            return intent["name"]
-    return None
 
 
 def capabilities() -> str:
