@@ -101,6 +101,14 @@ class Models:
             return ConvnetOutput(np.zeros((0, classifier.pooled_dim), np.float32), np.zeros((0, 1000), np.float32))
         return ConvnetOutput(np.concatenate([p.pooled for p in parts]), np.concatenate([p.logits for p in parts]))
 
+    def classifier_head(self):
+        """The convnet's last layer as numpy (:class:`pipeline.models.head.ClassifierHead`: weight
+        (1000, P), bias (1000,) float32); cached on disk for the packaged weights, so the ONNX path
+        reads it without torch."""
+        from .head import classifier_head
+
+        return classifier_head(self.classifier, self.settings.cache_dir)
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(N, D) float32 L2-normalised sentence embeddings (D = 384 for MiniLM)."""
         embedder = self.text_embedder
