@@ -9,7 +9,7 @@ from pipeline import figures
 from pipeline.config import Settings
 from pipeline.errors import BackboneUnavailable
 from pipeline.models import Models
-from pipeline.models.heatmaps import TARGET_NAMES, map_correlation, question_targets
+from pipeline.models.heatmaps import TARGET_NAMES, heatmap_sentence, map_correlation, question_targets
 
 SHEEP_CAMEL_SEAL = ["n02411705_146_sheep.jpg", "n02437136_176_camel.jpg", "n02076196_10411_seal.jpg"]
 
@@ -38,7 +38,12 @@ def test_maps_of_a_b_c_d_toward_the_query_and_toward_c(question, tmp_path):
     np.testing.assert_allclose(maps.similarities, vectors @ units.T, atol=2e-3)
     assert maps.similarities[2, 1] == pytest.approx(1.0, abs=1e-4)  # C against C alone
     # sheep -> camel moves far: D's map toward the query is not its map toward C alone
-    assert maps.correlation(3) < 0.9
+    assert maps.correlation(3) < 0.97
+    assert heatmap_sentence(maps.as_dict()).startswith("D's map toward the query differs")
+    # C's map toward C alone shows where C's features lie (not a vanishing gradient's noise)
+    assert maps.maps[2, 1].max() == pytest.approx(1.0) and maps.maps[2, 1].std() > 0.1
+    # A is far from the query (negative cosine): no part of it contributes, the map is empty
+    assert maps.similarities[0, 0] < 0 and maps.maps[0, 0].max() == 0.0
     out = maps.as_dict()
     assert [row["role"] for row in out["images"]] == ["A", "B", "C", "D"]
     assert out["targets"] == ["query", "c"] and out["images"][3]["correlation"] == pytest.approx(maps.correlation(3), abs=1e-6)
@@ -54,6 +59,7 @@ def test_without_an_offset_the_two_maps_are_the_same(question):
     maps = explorer.models.similarity_maps(images, question_targets(a, a, c), TARGET_NAMES)
     np.testing.assert_allclose(maps.maps[:, 0], maps.maps[:, 1], atol=1e-5)
     assert all(maps.correlation(i) == pytest.approx(1.0) for i in range(4))
+    assert heatmap_sentence(maps.as_dict()).startswith("D's map toward the query and toward C alone agree")
 
 
 def test_map_correlation():

