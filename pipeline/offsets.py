@@ -166,11 +166,12 @@ def pooled_offset_terms(weight: np.ndarray, a, b, c, d=None, *, normalised: bool
     if normalised:
         a, b, c = (vec.l2_normalize(v).astype(np.float64) for v in (a, b, c))
         d = None if d is None else vec.l2_normalize(d).astype(np.float64)
-    w = np.asarray(weight, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float32)  # a float32 product: no float64 copy of W per question
     if w.ndim != 2 or w.shape[1] != a.shape[0]:
         raise ValueError(f"weight must have shape (classes, {a.shape[0]}), got {w.shape}")
-    move = None if d is None else w @ (d - c)
-    return name_offsets(space, "image:pooled" if normalised else "image:pooled:raw", w @ (b - a), move,
+    change = lambda x: (w @ x.astype(np.float32)).astype(np.float64)  # noqa: E731
+    move = None if d is None else change(d - c)
+    return name_offsets(space, "image:pooled" if normalised else "image:pooled:raw", change(b - a), move,
                         lambda x: x, class_names(), None, k)
 
 

@@ -155,7 +155,8 @@ def test_red_apple_to_green_apple_is_named_green_and_red(word_vocabulary, defaul
     assert _terms(named.toward)[0] == "green"
     assert _terms(named.away)[0] == "red"
     unit = (green - red) / np.linalg.norm(green - red)
-    assert named.toward[0].score == pytest.approx(float(word_vocabulary.vectors[word_vocabulary.terms.index("green")] @ unit), abs=1e-5)
+    green = word_vocabulary.vectors[word_vocabulary.terms.index("green")]
+    assert named.toward[0].score == pytest.approx(float(green @ unit), abs=1e-5)
 
 
 @pytest.mark.slow

@@ -57,7 +57,8 @@ def test_default_gallery_thresholds_let_one_word_right_answers_through(default_e
             assert cos < values["caption"], (subject, variant, cos)
     # the fixed 0.95 flagged the right answer cat/greyscale as a near-duplicate of cat
     assert float(caption[gallery.find("cat/greyscale.jpg")] @ caption[gallery.find("cat/original.jpg")]) > 0.95
-    sentence = thresholds.threshold_sentence(thresholds.calibrate(gallery.index("caption"), "caption").as_dict(), "caption space")
+    calibration = thresholds.calibrate(gallery.index("caption"), "caption").as_dict()
+    sentence = thresholds.threshold_sentence(calibration, "caption space")
     assert sentence.startswith("Near-duplicate threshold in caption space: ")
 
 

@@ -41,8 +41,9 @@ class ClassifierHead:
         return (pooled @ self.weight.T + self.bias).astype(np.float32, copy=False)
 
     def logit_change(self, offset: np.ndarray) -> np.ndarray:
-        """(1000,) float64 ``weight @ offset`` of a pooled-space offset (P,) (the bias cancels)."""
-        return self.weight.astype(np.float64) @ np.asarray(offset, dtype=np.float64)
+        """(1000,) float64 ``weight @ offset`` of a pooled-space offset (P,) (the bias cancels),
+        computed in float32."""
+        return (self.weight @ np.asarray(offset, dtype=np.float32)).astype(np.float64)
 
 
 _cache: dict[tuple[str, str], ClassifierHead] = {}
