@@ -40,8 +40,9 @@ class Models:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._locks = {name: threading.Lock() for name in ("classifier", "text", "blip", "load")}
+        self._locks = {name: threading.Lock() for name in ("classifier", "text", "blip", "load", "cam")}
         self._blip = None
+        self._cam = None
 
     @cached_property
     def device(self) -> str:
@@ -100,6 +101,33 @@ class Models:
         if not parts:
             return ConvnetOutput(np.zeros((0, classifier.pooled_dim), np.float32), np.zeros((0, 1000), np.float32))
         return ConvnetOutput(np.concatenate([p.pooled for p in parts]), np.concatenate([p.logits for p in parts]))
+
+    def classifier_head(self):
+        """The convnet's last layer as numpy (:class:`pipeline.models.head.ClassifierHead`: weight
+        (1000, P), bias (1000,) float32); cached on disk for the packaged weights, so the ONNX path
+        reads it without torch."""
+        from .head import classifier_head
+
+        return classifier_head(self.classifier, self.settings.cache_dir)
+
+    def similarity_maps(self, images: list[Image.Image], targets: np.ndarray, names: tuple[str, ...] | None = None):
+        """Grad-CAM maps of each RGB image's similarity to each target vector of pooled space (T, P)
+        (:mod:`pipeline.models.heatmaps`, torch EfficientNet-Lite, loaded on first use): a
+        SimilarityMaps with maps (N, T, 7, 7) in [0, 1], similarities (N, T), crops (N, 224, 224, 3)."""
+        from ..errors import BackboneUnavailable
+        from .convnet import EFFICIENTNET_NAMES, center_crop_array, efficientnet_input
+        from .heatmaps import SimilarityCAM
+
+        if self.settings.backbone not in EFFICIENTNET_NAMES:
+            raise BackboneUnavailable(f"heatmaps need the {EFFICIENTNET_NAMES[0]} backbone, not {self.settings.backbone!r}")
+        with self._locks["load"]:
+            if self._cam is None:
+                self._cam = SimilarityCAM(self.settings.backbone, self.device)
+        batch = efficientnet_input(images)
+        with self._locks["cam"]:
+            result = self._cam.maps(batch, targets, names)
+        result.crops = np.stack([center_crop_array(image) for image in images])
+        return result
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(N, D) float32 L2-normalised sentence embeddings (D = 384 for MiniLM)."""

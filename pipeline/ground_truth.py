@@ -1,0 +1,141 @@
+"""Right or wrong, when the gallery knows the answer (DESIGN.md section 7, "Ground truth").
+
+An item is an expected answer of A : B :: C : ? when
+
+* the gallery has a two-factor layout of relative paths (file suffixes ignored) and the question
+  follows it:
+  - ``subject/variant`` (the embedded default gallery, ``coffee/greyscale.jpg``): the last path part
+    is the variant, the rest the subject. A and B share a subject in two different variants, C has
+    another subject; expected: C's subject in B's variant (coffee : greyscale coffee :: cat ->
+    ``cat/greyscale``);
+  - ``variant/subject`` (the transform folders of ``eval transforms``: ``original/x.jpg``,
+    ``greyscale/x.jpg``): the first part is the variant, the rest the subject, same rule;
+* or the caller gives the expected ids (``given``), which then win.
+
+The layouts are tried in that order and the first with at least one expected item is used; a gallery
+without such a layout (imagen's flat folder) has no ground truth, and :func:`judge` returns None.
+
+:func:`judge` compares a space's ranking with the expected items: ``correct`` (the top-1 answer is
+expected), ``only_c_correct`` (ONLY-C's top-1 is expected too: then the question cannot tell whether
+the arithmetic helped) and ``rank`` (1-based rank of the best-ranked expected item among the items not
+excluded; the same order and tie rule as :func:`pipeline.vectors.top_k`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .wording import why
+
+LAYOUTS = ("subject/variant", "variant/subject")
+
+
+@dataclass
+class Expected:
+    """The issue's ``expected`` object for one space: ``ids`` (gallery ids of the expected answers,
+    sorted), ``correct``, ``only_c_correct``, ``rank``; ``layout``: how the ids were found (a key of
+    :data:`LAYOUTS` or ``given``)."""
+
+    ids: list[int]
+    correct: bool
+    only_c_correct: bool
+    rank: int
+    layout: str
+
+    def as_dict(self) -> dict:
+        return {"ids": list(self.ids), "correct": self.correct, "only_c_correct": self.only_c_correct,
+                "rank": self.rank, "layout": self.layout, "layout_text": why("ground_truth")["layouts"][self.layout]}
+
+
+def _split(path: str, layout: str) -> tuple[str, str] | None:
+    """(subject, variant) of a relative path under a layout, suffix ignored; None if it has one part."""
+    parts = PurePosixPath(path).with_suffix("").parts
+    if len(parts) < 2:
+        return None
+    if layout == "subject/variant":
+        return "/".join(parts[:-1]), parts[-1]
+    return "/".join(parts[1:]), parts[0]
+
+
+def expected_ids(paths: Sequence[str], inputs: Sequence[str | None],
+                 given: Iterable[int] | None = None) -> tuple[list[int], str] | None:
+    """(ids, layout) of the expected answers, or None when the gallery cannot tell.
+
+    paths: every gallery item's relative path (forward slashes), by id.
+    inputs: the relative paths of A, B, C in the gallery (None for an upload: no layout applies).
+    given: expected ids from the caller (used as they are, layout ``given``; an empty list is None).
+    Cost: one pass over ``paths``.
+    """
+    if given is not None:
+        ids = sorted({int(i) for i in given})
+        return (ids, "given") if ids else None
+    if len(inputs) != 3 or any(p is None for p in inputs):
+        return None
+    for layout in LAYOUTS:
+        a, b, c = (_split(p, layout) for p in inputs)
+        if a is None or b is None or c is None:
+            continue
+        if a[0] != b[0] or a[1] == b[1] or c[0] == a[0]:
+            continue
+        wanted = (c[0], b[1])
+        ids = [i for i, p in enumerate(paths) if _split(p, layout) == wanted]
+        if ids:
+            return ids, layout
+    return None
+
+
+def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int]) -> int:
+    """1-based rank of the best of ``target_ids`` among the rows not in ``excluded`` (higher score
+    first, ties to the lower id, NaN last); 0 when every target is excluded."""
+    keys = np.nan_to_num(-np.asarray(scores, dtype=np.float64), nan=np.inf)
+    ranks = []
+    ids = np.arange(len(keys))
+    for t in target_ids:
+        if t in excluded:
+            continue
+        ahead = (keys < keys[t]) | ((keys == keys[t]) & (ids < t))
+        ranks.append(1 + int(ahead.sum()) - sum(1 for e in excluded if ahead[e]))
+    return min(ranks) if ranks else 0
+
+
+def judge(expected: tuple[list[int], str] | None, scores: np.ndarray, only_c_scores: np.ndarray,
+          exclude: Iterable[int] = ()) -> Expected | None:
+    """Is a space's answer right? None when ``expected`` is None (the gallery cannot tell).
+
+    expected: (ids, layout) from :func:`expected_ids`.
+    scores: (N,) the method's scores of every gallery item (higher is better).
+    only_c_scores: (N,) ONLY-C's scores, cos(d, c).
+    exclude: gallery ids excluded from the answers (the inputs, when exclusion is on).
+    Cost: O(N) per expected id.
+    """
+    if expected is None:
+        return None
+    ids, layout = expected
+    excluded = {int(i) for i in exclude}
+    rank = _rank_among(scores, ids, excluded)
+    only_c_rank = _rank_among(only_c_scores, ids, excluded)
+    return Expected(list(ids), rank == 1, only_c_rank == 1, rank, layout)
+
+
+def ground_truth_sentences(expected: dict | None, space_name: str, names: dict[int, str],
+                           only_c_name: str | None = None) -> list[str]:
+    """Sentences about an ``expected`` dict (:meth:`Expected.as_dict`) of one space: right or wrong,
+    then whether ONLY-C was right too ("this question cannot tell whether the arithmetic helped").
+    ``names``: how to write gallery ids (e.g. their paths); ``only_c_name``: ONLY-C's answer."""
+    if expected is None:
+        return []
+    words = why("ground_truth")
+    listed = ", ".join(names.get(i, f"#{i}") for i in expected["ids"])
+    if expected["correct"]:
+        lines = [words["correct"].format(space_name=space_name, expected=listed)]
+    else:
+        lines = [words["wrong"].format(space_name=space_name, expected=listed, rank=expected["rank"])]
+    if expected["only_c_correct"]:
+        lines.append(words["undecidable"])
+    elif expected["correct"] and only_c_name:
+        lines.append(words["arithmetic_helped"].format(only_c=only_c_name))
+    return lines
+

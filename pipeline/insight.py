@@ -1,0 +1,104 @@
+"""The glue of issue 11: one solved space -> its ``offset_terms``, ``geometry``, ``expected`` and
+``near_duplicate_threshold`` fields; the class-activation maps of A, B, C, D; the figures in a folder.
+
+Each piece lives in its own module (:mod:`pipeline.offsets`, :mod:`pipeline.geometry`,
+:mod:`pipeline.ground_truth`, :mod:`pipeline.thresholds`, :mod:`pipeline.models.heatmaps`,
+:mod:`pipeline.figures`); this module only feeds them a gallery, the models, the inputs and a
+:class:`pipeline.analogy.SpaceResult`, and is what ``scripts/bench_explain.py`` times.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import figures, geometry, ground_truth, offsets, thresholds
+from . import vectors as vec
+from .wording import why
+
+#: C's nearest neighbours drawn in the geometry picture.
+NEIGHBOURS = 5
+
+_THRESHOLDS: dict[tuple, thresholds.ThresholdCalibration] = {}
+_LOCK = threading.Lock()
+
+
+def near_duplicate_threshold(gallery, space: str) -> thresholds.ThresholdCalibration:
+    """The calibrated threshold of one space of a gallery (computed once per gallery content)."""
+    key = (str(gallery.store), gallery.digest, space,
+           gallery.captions.text_model if space == "caption" and gallery.captions else None)
+    with _LOCK:
+        if key not in _THRESHOLDS:
+            _THRESHOLDS[key] = thresholds.calibrate(gallery.index(space), space)
+        return _THRESHOLDS[key]
+
+
+def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> offsets.OffsetTerms:
+    """The named offset of one space: ``inputs`` are A, B, C (:class:`pipeline.analogy.AnalogyInput`)."""
+    a, b, c = (inp.vectors[space] for inp in inputs)
+    d = None if answer_id is None else gallery.vectors(space)[answer_id]
+    if space == "caption":
+        vocabulary = offsets.word_vocabulary(models.embed_texts, gallery.captions.text_model, gallery.settings.cache_dir)
+        return offsets.caption_offset_terms(vocabulary, a, b, c, d)
+    weight = models.classifier_head().weight if space == "image:pooled" else None
+    ids = [inp.item_id for inp in inputs] + ([] if answer_id is None else [answer_id])
+    raw = np.asarray(gallery.logits[ids]) if all(i is not None for i in ids) else None
+    return offsets.image_offset_terms(space, a, b, c, d, weight=weight, raw_logits=raw)
+
+
+def space_insight(gallery, models, inputs, result, expected: list[int] | None = None) -> dict:
+    """The issue's per-space fields for a solved space ``result`` (a SpaceResult):
+    ``offset_terms``, ``geometry``, ``expected`` (None when the gallery cannot tell; ``expected``:
+    ids given by the caller) and ``near_duplicate_threshold`` (with its ``calibration``)."""
+    space = result.space
+    a, b, c = (inp.vectors[space] for inp in inputs)
+    top = result.results[0].id if result.results else None
+    input_ids = [inp.item_id for inp in inputs]
+    known = [i for i in input_ids if i is not None]
+    vectors = gallery.vectors(space)
+    neighbours = geometry.neighbour_ids(gallery.index(space), c, NEIGHBOURS, exclude=known)
+    drawn = geometry.question_geometry(
+        a, b, c, method=result.method, vectors=vectors, answer=top, top=[h.id for h in result.results],
+        neighbours=neighbours, input_ids=input_ids, nn_distance=gallery.typical_nn_distance(space))
+    paths = [item.path for item in gallery.items]
+    wanted = ground_truth.expected_ids(paths, [None if i is None else paths[i] for i in input_ids], expected)
+    judged = None
+    if wanted is not None:
+        excluded = [e["id"] for e in result.excluded] if result.exclude else []
+        judged = ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
+                                    vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
+    calibration = near_duplicate_threshold(gallery, space)
+    return {"offset_terms": offset_terms(gallery, models, inputs, space, top).as_dict(),
+            "geometry": drawn.as_dict(),
+            "expected": None if judged is None else judged.as_dict(),
+            "near_duplicate_threshold": round(calibration.threshold, 6),
+            "near_duplicate_calibration": calibration.as_dict()}
+
+
+def question_heatmaps(gallery, models, inputs, answer_id: int, load_image):
+    """Grad-CAM maps of A, B, C and the answer D toward the 3CosAdd query and toward C (pooled space):
+    a :class:`pipeline.models.heatmaps.SimilarityMaps` with N = 4. ``load_image``: path -> RGB image
+    (e.g. ``Explorer.load``); an uploaded input is read from its ``source``."""
+    from .models.heatmaps import TARGET_NAMES, question_targets
+
+    sources = [gallery.path(inp.item_id) if inp.item_id is not None else inp.source for inp in inputs]
+    images = [load_image(s) for s in sources] + [load_image(gallery.path(answer_id))]
+    a, b, c = (inp.vectors["image:pooled"] for inp in inputs)
+    return models.similarity_maps(images, question_targets(a, b, c), TARGET_NAMES)
+
+
+def write_figures(folder: Path, geometries: dict[str, dict], maps=None) -> dict[str, str]:
+    """Write ``geometry-<space>.png`` for each ``{"image": geometry dict, "caption": ...}`` and, with
+    ``maps`` (SimilarityMaps of A, B, C, D), ``heatmap-<A|B|C|D>.png``; returns {name: path}."""
+    written = {}
+    for name, drawn in geometries.items():
+        path = figures.write_png(Path(folder) / f"geometry-{name}.png", figures.geometry_png(drawn, title=f"{name} space"))
+        written[f"geometry-{name}"] = str(path)
+    if maps is not None:
+        words = why("heatmaps")["targets"]
+        for i, role in enumerate("ABCD"[:len(maps.maps)]):
+            panels = [(f"toward {words[t]}", maps.maps[i, j]) for j, t in enumerate(maps.targets)]
+            path = figures.write_png(Path(folder) / f"heatmap-{role}.png", figures.heatmap_png(maps.crops[i], panels, role))
+            written[f"heatmap-{role}"] = str(path)
+    return written
