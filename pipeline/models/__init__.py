@@ -1,6 +1,7 @@
 """The one seam that loads models. Everything outside ``pipeline.models`` takes and returns numpy
 arrays, PIL images and dataclasses; only here are torch, transformers, sentence-transformers and
-onnxruntime imported (lazily: importing this package loads nothing).
+onnxruntime imported (lazily: importing this package loads none of them; each loads with the first
+model that needs it).
 
 :class:`Models` holds the models for one :class:`~pipeline.config.Settings`, loads each on first use,
 and serialises calls into each model with a lock, so that ONNX sessions, tokenizers and torch modules
@@ -15,18 +16,23 @@ import numpy as np
 from PIL import Image
 
 from ..config import Settings
+from ..errors import SettingsError
+from .captioners import BlipCaptioner, LabelsCaptioner
+from .convnet import ConvnetOutput, load_classifier
+from .text import TextEmbedder
 
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through (``cuda``
-    without a GPU raises ValueError with a plain message)."""
+    without a GPU raises SettingsError with a plain message)."""
     if device == "cpu":
         return "cpu"
+    # deferred: torch takes seconds to import; the CPU path (onnxruntime) never needs it
     import torch
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
-        raise ValueError("--device cuda was asked for, but torch sees no GPU here. Use --device cpu or auto.")
+        raise SettingsError("--device cuda was asked for, but torch sees no GPU here. Use --device cpu or auto.")
     return "cuda" if has_cuda else "cpu"
 
 
@@ -49,28 +55,20 @@ class Models:
 
     @cached_property
     def classifier(self):
-        from .convnet import load_classifier
-
         with self._locks["load"]:
             return load_classifier(self.settings.backbone, self.device, self.settings.cache_dir)
 
     @cached_property
     def text_embedder(self):
-        from .text import TextEmbedder
-
         with self._locks["load"]:
             return TextEmbedder(self.settings.text_model, device=self.device)
 
     @cached_property
     def labels_captioner(self):
-        from .captioners import LabelsCaptioner
-
         return LabelsCaptioner()
 
     def blip(self):
         """The BLIP captioner (loaded once); raises CaptionerUnavailable where it cannot load."""
-        from .captioners import BlipCaptioner
-
         with self._locks["load"]:
             if self._blip is None:
                 self._blip = BlipCaptioner(self.settings.blip_model, device=self.device,
@@ -89,8 +87,6 @@ class Models:
 
         Returns a ConvnetOutput: pooled (N, P) float32, logits (N, 1000) float32, not normalised.
         """
-        from .convnet import ConvnetOutput
-
         classifier = self.classifier
         n = 0 if batch is None else len(batch)
         parts = []
