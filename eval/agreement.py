@@ -16,13 +16,12 @@ import time
 import numpy as np
 
 from pipeline.analogy import VERDICTS
+from pipeline.errors import GalleryError
 
-from .common import bar, provenance, provenance_markdown, spaces_for
+from .common import SPACE_NAMES, bar, provenance, provenance_markdown, spaces_for
 from .report import Report, grouped_bars, md_table, new_figure, num, pct
 
 SUITE = "agreement"
-SPACE_NAMES = {"image:pooled": "image (pooled)", "image:logits": "image (logits)", "image:probs": "image (probs)",
-               "caption": "caption"}
 HAS_C_LABEL = "answer has C's label"
 REPEATS_C = "repeats C's caption or label"
 EXTRA = ("no verdict but input", HAS_C_LABEL)
@@ -31,7 +30,7 @@ EXTRA = ("no verdict but input", HAS_C_LABEL)
 def draw_triples(n_items: int, n: int, seed: int) -> np.ndarray:
     """(n, 3) ids of distinct items per row, seeded."""
     if n_items < 4:
-        raise ValueError(f"agreement needs a gallery of at least 4 items (3 inputs and an answer); it has {n_items}")
+        raise GalleryError(f"agreement needs a gallery of at least 4 items (3 inputs and an answer); it has {n_items}")
     rng = np.random.default_rng(seed)
     return np.stack([rng.choice(n_items, size=3, replace=False) for _ in range(n)]).astype(np.int64)
 
@@ -49,7 +48,7 @@ def run(explorer, args, argv=None) -> Report:
     started = time.perf_counter()
     gallery = explorer.gallery
     if gallery.captions is None:
-        raise ValueError("agreement needs caption space; build the gallery with captions")
+        raise GalleryError("agreement needs caption space; build the gallery with captions")
     triples = draw_triples(len(gallery), args.questions, args.seed)
     layers = list(args.layers)
     spaces = spaces_for(layers)

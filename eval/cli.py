@@ -10,10 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.config import CAPTIONERS, DEVICES, LAYERS
+from pipeline.cli import add_settings_options, command_parser
+from pipeline.config import LAYERS, Settings
 from pipeline.errors import guarded
 from pipeline.vectors import ALL_METHODS
 
+from . import agreement, reproduce, transforms
+from .common import open_explorer
 
 
 def _positive(text: str) -> int:
@@ -34,22 +37,15 @@ def _common(parser: argparse.ArgumentParser, questions: int | None = None) -> No
     parser.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS), metavar="LAYER",
                         help=f"image-space layers to evaluate, from {', '.join(LAYERS)} (default: all)")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of a summary")
-    group = parser.add_argument_group("settings (also IAE_<NAME> environment variables)")
-    group.add_argument("--cache-dir", type=Path, help="where vectors and models are cached "
-                       "(default ~/.cache/image-analogy-explainer)")
-    group.add_argument("--device", choices=DEVICES, help="auto (default): cuda when available, else cpu")
-    group.add_argument("--captioner", choices=CAPTIONERS, default="labels",
-                       help="captioner for caption space (default labels: templates over the classifier's "
-                            "labels, offline and deterministic)")
-    group.add_argument("--batch-size", type=int, help="images per convnet batch (default 32)")
+    add_settings_options(parser, backbone=False, captioner_default="labels",
+                         captioner_help="captioner for caption space (default labels: templates over the "
+                                        "classifier's labels, offline and deterministic)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval",
-        description="Scripted evaluation of the Image Analogy Explainer: reproducible reports (JSON, Markdown, "
-                    "PNG) from a gallery's cached vectors.")
-    suites = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    parser, suites = command_parser(
+        "python -m eval", "Scripted evaluation of the Image Analogy Explainer: reproducible reports (JSON, "
+        "Markdown, PNG) from a gallery's cached vectors.", "suite", "SUITE")
 
     rep = suites.add_parser(
         "reproduce-2017", help="the 2017 talk's findings on imagen, its numbers beside ours",
@@ -97,22 +93,14 @@ def _summary_lines(report) -> list[str]:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from .common import open_explorer, settings_from_args
-
-    settings = settings_from_args(args)
+    settings = Settings.from_args(args)
     if args.suite == "transforms":
-        from . import transforms
-
         report = transforms.run(settings, args, argv)
     else:
         explorer = open_explorer(settings, args.gallery)
         if args.suite == "reproduce-2017":
-            from . import reproduce
-
             report = reproduce.run(explorer, args, argv)
         else:
-            from . import agreement
-
             report = agreement.run(explorer, args, argv)
     written = report.write(args.out)
     if args.json:
@@ -126,6 +114,5 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     args = build_parser().parse_args(argv)
     return guarded(lambda: run(args, argv if argv is not None else sys.argv[1:]))

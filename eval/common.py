@@ -2,51 +2,44 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 import shlex
 import sys
 from importlib import metadata
 from pathlib import Path
 
+from tqdm import tqdm
+
 from pipeline.config import LAYERS, Settings
+from pipeline.errors import SettingsError
+from pipeline.explorer import Explorer
+from pipeline.progress import show_progress, tqdm_progress
 
 LIBRARIES = ("numpy", "faiss-cpu", "torch", "onnxruntime", "sentence-transformers", "transformers", "pillow",
              "matplotlib")
 
 
-def show_progress() -> bool:
-    """Progress bars when stderr is a terminal or IAE_PROGRESS is set (the pipeline CLI's rule)."""
-    return sys.stderr.isatty() or bool(os.environ.get("IAE_PROGRESS"))
+#: How the reports name each space.
+SPACE_NAMES = {"image:pooled": "image (pooled)", "image:logits": "image (logits)", "image:probs": "image (probs)",
+               "caption": "caption"}
 
 
 def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it"):
-    """A tqdm bar on stderr (disabled when :func:`show_progress` is false)."""
-    from tqdm import tqdm
-
+    """A tqdm bar on stderr (disabled where :func:`pipeline.progress.show_progress` says no bars)."""
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
                 disable=not show_progress(), mininterval=0.5)
-
-
-def settings_from_args(args) -> Settings:
-    """Settings from the environment, overridden by the suite's flags (captioner default: labels)."""
-    return Settings.from_env().replace(cache_dir=args.cache_dir, device=args.device, captioner=args.captioner,
-                                       batch_size=args.batch_size)
 
 
 def spaces_for(layers: list[str], captions: bool = True) -> list[str]:
     """Space keys for image layers (in the given order) plus ``caption``."""
     for layer in layers:
         if layer not in LAYERS:
-            raise ValueError(f"unknown layer {layer!r}: choose from {', '.join(LAYERS)}")
+            raise SettingsError(f"unknown layer {layer!r}: choose from {', '.join(LAYERS)}")
     return [f"image:{layer}" for layer in layers] + (["caption"] if captions else [])
 
 
 def open_explorer(settings: Settings, gallery_dir: Path, with_captions: bool = True):
     """An Explorer with ``gallery_dir`` built or loaded (tqdm progress on stderr)."""
-    from pipeline.cli import tqdm_progress
-    from pipeline.explorer import Explorer
-
     explorer = Explorer(settings)
     explorer.open_gallery(Path(gallery_dir), tqdm_progress(show_progress()), with_captions=with_captions)
     return explorer

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.storage import atomic_write_bytes
+from pipeline.storage import atomic_write_bytes, ensure_dir
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -33,8 +33,9 @@ def num(x: float | None, digits: int = 3) -> str:
     return f"{float(x):.{digits}f}"
 
 
-def md_escape(text: Any) -> str:
-    """A table cell: pipes escaped, newlines flattened."""
+def md_table_cell(text: Any) -> str:
+    """``text`` as one cell of a Markdown table: on one line (white space runs folded to a space), its
+    pipes escaped. Other Markdown in it stays Markdown (reports put `code` and *emphasis* in cells)."""
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
@@ -43,9 +44,9 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str |
     column left, the rest right)."""
     align = align or ("l" + "r" * (len(headers) - 1))
     marks = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(md_escape(h) for h in headers) + " |",
+    lines = ["| " + " | ".join(md_table_cell(h) for h in headers) + " |",
              "| " + " | ".join(marks[a] for a in align) + " |"]
-    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_table_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -96,11 +97,12 @@ class Report:
         return "\n".join(parts)
 
     def write(self, out: Path) -> list[Path]:
-        """Write results.json, results.md and the PNGs into ``out`` (created); return the paths."""
+        """Write results.json, results.md and the PNGs into ``out`` (created); return the paths.
+        A folder that cannot be written is a CacheError saying so."""
+        # deferred: matplotlib takes about a second to import; only a report with figures needs it
         import matplotlib.pyplot as plt
 
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_dir(Path(out), hint="Choose a writable folder with --out.")
         written = []
         body = json.dumps(jsonable(self.results), indent=1, ensure_ascii=False, allow_nan=False)
         atomic_write_bytes(out / "results.json", (body + "\n").encode())
@@ -108,7 +110,6 @@ class Report:
         atomic_write_bytes(out / "results.md", self.markdown().encode())
         written.append(out / "results.md")
         for name, fig in self.figures:
-
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
             plt.close(fig)
@@ -123,10 +124,11 @@ class Report:
 
 def new_figure(width: float = 8.0, height: float = 4.5):
     """A matplotlib (figure, axes) on the Agg backend (no display needed)."""
+    # deferred: matplotlib takes about a second to import; only the suites' plots need it
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred, after choosing the backend
 
     return plt.subplots(figsize=(width, height))
 

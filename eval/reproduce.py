@@ -17,10 +17,11 @@ import time
 import numpy as np
 
 from pipeline.analogy import VERDICTS
+from pipeline.errors import GalleryError
 from pipeline.labels import wnid_to_index
 
 from . import metrics as M
-from .common import bar, provenance, provenance_markdown, spaces_for
+from .common import SPACE_NAMES, bar, provenance, provenance_markdown, spaces_for
 from .report import Report, grouped_bars, md_table, new_figure, num, pct, stacked_bars
 
 SUITE = "reproduce-2017"
@@ -50,23 +51,20 @@ TALK_ANALOGIES = (
     ("brassiere", "maillot", "guacamole", "burrito"),
 )
 
-SPACE_NAMES = {"image:pooled": "image (pooled)", "image:logits": "image (logits)", "image:probs": "image (probs)",
-               "caption": "caption"}
-
 
 def _classes(gallery):
     """(wnids sorted, names by wnid, item labels as wnids) from an imagen-style gallery."""
     wnids = [item.wnid for item in gallery.items]
     if any(w is None for w in wnids):
         missing = sum(w is None for w in wnids)
-        raise ValueError(f"reproduce-2017 needs an imagen-style gallery (files named <wnid>_<id>_<label>.jpg); "
+        raise GalleryError(f"reproduce-2017 needs an imagen-style gallery (files named <wnid>_<id>_<label>.jpg); "
                          f"{missing} of {len(wnids)} items have no WordNet id in their name")
     names = {}
     for item in gallery.items:
         names.setdefault(item.wnid, item.label)
     classes = sorted(names)
     if len(classes) < 4:
-        raise ValueError(f"reproduce-2017 needs at least 4 classes for analogies with four distinct items; "
+        raise GalleryError(f"reproduce-2017 needs at least 4 classes for analogies with four distinct items; "
                          f"this gallery has {len(classes)}")
     return classes, names, wnids
 

@@ -13,13 +13,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
+from .distributed import caption_blip_ray
+from .errors import CacheError, CaptionerUnavailable
+from .images import load_image
 from .labels import top_labels
-from .storage import CacheError, read_array, read_json, safe_name, write_array, write_json
+from .models.captioners import FileCaptions, blip_name, resolve_captioner
+from .storage import read_array, read_json, safe_filename, write_array, write_json
 
 BLIP_CHUNK = 16
+
+
+@dataclass
+class Captions:
+    """Per item: the caption text and the name of the captioner that wrote it; vectors (N, D) float32
+    L2-normalised sentence embeddings of the texts, by ``text_model``."""
+
+    texts: list[str]
+    captioners: list[str]
+    vectors: np.ndarray
+    text_model: str
+    announcement: str | None = None
+
+    def texts_digest(self) -> str:
+        """SHA-256 (hex) of the texts in row order: what a caption-space index was built from."""
+        return hashlib.sha256("\n".join(self.texts).encode()).hexdigest()
 
 
 def labels_captions(models, logits: np.ndarray) -> list[str]:
@@ -35,10 +56,6 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
     :func:`pipeline.distributed.caption_blip_ray`, ``address`` as there) and never loaded here; they
     go into the same cache file, so the result equals a local captioning. Labels and file captions
     are computed here either way."""
-    from .gallery import Captions
-    from .images import load_image
-    from .models.captioners import CaptionerUnavailable, FileCaptions, blip_name, resolve_captioner
-
     progress = progress or (lambda done, total, what: None)
     n = len(gallery)
     file_captions = FileCaptions.from_folder(gallery.root)
@@ -55,13 +72,11 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
                 texts[item.id], captioners[item.id] = text, "file"
     elif chosen == "blip":
         name = blip_name(settings.blip_model)
-        cache_path = gallery.store / f"captions-{safe_name(name)}.json"
+        cache_path = gallery.store / f"captions-{safe_filename(name)}.json"
         cached = read_caption_cache(cache_path)
         missing = [item for item in gallery.items if item.sha256 not in cached]
         missing = list({item.sha256: item for item in missing}.values())  # each content once
         if missing and engine == "ray":
-            from .distributed import caption_blip_ray
-
             def save(captions: dict[str, str]) -> None:
                 cached.update(captions)
                 write_caption_cache(cache_path, cached)  # after each chunk, so an interrupted run resumes
@@ -98,13 +113,14 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
     return Captions(texts, captioners, vectors, settings.text_model, announcement)  # type: ignore[arg-type]
 
 
-def _captions_digest(captions: dict[str, str]) -> str:
+def _cache_checksum(captions: dict[str, str]) -> str:
+    """SHA-256 (hex) of a caption cache's mapping (content hash -> caption), independent of its order."""
     return hashlib.sha256(json.dumps(captions, sort_keys=True).encode()).hexdigest()
 
 
 def write_caption_cache(path, captions: dict[str, str]) -> None:
     """Save content hash -> caption with a checksum of the mapping (atomic)."""
-    write_json(path, {"captions": captions, "sha256": _captions_digest(captions)})
+    write_json(path, {"captions": captions, "sha256": _cache_checksum(captions)})
 
 
 def read_caption_cache(path) -> dict[str, str]:
@@ -114,7 +130,7 @@ def read_caption_cache(path) -> dict[str, str]:
         return {}
     try:
         data = read_json(path)
-        if _captions_digest(data["captions"]) == data["sha256"]:
+        if _cache_checksum(data["captions"]) == data["sha256"]:
             return dict(data["captions"])
     except (CacheError, KeyError, TypeError, AttributeError):
         pass
@@ -123,7 +139,7 @@ def read_caption_cache(path) -> dict[str, str]:
 
 def embed_cached(store, models, text_model: str, texts: list[str]) -> np.ndarray:
     """(N, D) float32 L2-normalised embeddings of ``texts``, reusing the store's cached rows by text."""
-    base = store / f"caption-vectors-{safe_name(text_model)}"
+    base = store / f"caption-vectors-{safe_filename(text_model)}"
     known: dict[str, np.ndarray] = {}
     try:
         meta = read_json(base.with_suffix(".json"))

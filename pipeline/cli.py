@@ -7,26 +7,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from . import render
 from .config import CAPTIONERS, DEVICES, LAYERS, Settings
-from .errors import guarded
+from .errors import SettingsError, guarded
+from .explorer import Explorer
+from .progress import show_progress, tqdm_progress
 from .vectors import ALL_METHODS
 
+CAPTIONER_HELP = ("auto (default): caption files, else BLIP when it loads and is fast enough here, else the "
+                  "classifier's labels")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_settings_options(parser: argparse.ArgumentParser, *, backbone: bool = True,
+                         captioner_default: str | None = None, captioner_help: str = CAPTIONER_HELP) -> None:
+    """The settings flags of a command line (:meth:`Settings.from_args` reads them back): cache folder,
+    device, backbone (unless ``backbone`` is false), captioner, batch size."""
     group = parser.add_argument_group("settings (also IAE_<NAME> environment variables)")
     group.add_argument("--cache-dir", type=Path, help="where vectors, indexes and the ONNX model are cached "
                        "(default ~/.cache/image-analogy-explainer)")
     group.add_argument("--device", choices=DEVICES, help="auto (default): cuda when available, else cpu")
-    group.add_argument("--backbone", help="efficientnet-lite0 (default, packaged), microsoft/resnet-50 (hub) "
-                       "or a local ResNet folder")
-    group.add_argument("--captioner", choices=CAPTIONERS, help="auto (default): caption files, else BLIP "
-                       "when it loads and is fast enough here, else the classifier's labels")
+    if backbone:
+        group.add_argument("--backbone", help="efficientnet-lite0 (default, packaged), microsoft/resnet-50 (hub) "
+                           "or a local ResNet folder")
+    group.add_argument("--captioner", choices=CAPTIONERS, default=captioner_default, help=captioner_help)
     group.add_argument("--batch-size", type=int, help="images per convnet batch (default 32)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_settings_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -39,15 +50,22 @@ def _question(parser: argparse.ArgumentParser) -> None:
                         help="scoring method (default 3cosadd); the baselines can be asked for directly too")
     parser.add_argument("--layer", choices=LAYERS, help="image-space layer (default pooled)")
     parser.add_argument("--no-exclude", action="store_true", help="do not exclude A, B, C from the answers")
-    parser.add_argument("--top-k", type=int, default=5, help="answers to show per space (default 5)")
+    parser.add_argument("--top-k", type=int, default=Settings.top_k,
+                        help=f"answers to show per space (default {Settings.top_k}, at most {Settings.max_top_k}: "
+                             "IAE_MAX_TOP_K)")
+
+
+def command_parser(prog: str, description: str, dest: str, metavar: str):
+    """(parser, subparsers) of a command line whose first argument is a required subcommand, stored
+    in ``args.<dest>``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    return parser, parser.add_subparsers(dest=dest, metavar=metavar, required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
-        description="Image Analogy Explainer: A is to B as C is to what? answered over convnet activations "
-                    "and caption embeddings, with verdicts on when the answer cheats.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser, commands = command_parser(
+        "python -m pipeline", "Image Analogy Explainer: A is to B as C is to what? answered over convnet "
+        "activations and caption embeddings, with verdicts on when the answer cheats.", "command", "COMMAND")
 
     gallery = commands.add_parser("gallery", help="build or refresh a gallery's cache",
                                   description="Gallery commands.")
@@ -90,56 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    return Settings.from_env().replace(
-        cache_dir=args.cache_dir, device=args.device, backbone=args.backbone, captioner=args.captioner,
-        batch_size=args.batch_size, layer=getattr(args, "layer", None))
-
-
-def tqdm_progress(enabled: bool = True):
-    """A progress(done, total, what) callback drawing tqdm bars on stderr, one per stage."""
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def progress(done: int, total: int, what: str) -> None:
-        if not enabled or total <= 0:
-            return
-        bar = bars.get(what)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            bar = bars[what] = tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return progress
-
-
 def emit(args: argparse.Namespace, data, as_text) -> int:
     """Print ``data`` as JSON with ``--json``, else ``as_text(data)``; exit status 0."""
     print(json.dumps(data, indent=1) if args.json else as_text(data))
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from . import render
-    from .explorer import Explorer
+def check_top_k(top_k: int, settings: Settings) -> int:
+    """``--top-k`` as given, when it is from 1 to ``settings.max_top_k``; else SettingsError."""
+    if not 1 <= top_k <= settings.max_top_k:
+        raise SettingsError(f"--top-k must be a whole number from 1 to {settings.max_top_k} (max_top_k), got {top_k}")
+    return top_k
 
-    explorer = Explorer(settings_from_args(args))
-    show_progress = sys.stderr.isatty() or bool(os.environ.get("IAE_PROGRESS"))
-    progress = tqdm_progress(show_progress)
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_args(args)
+    explorer = Explorer(settings)
+    progress = tqdm_progress(show_progress())
     if args.command == "gallery":
         if args.address and args.engine != "ray":
-            raise ValueError("--address needs --engine ray")
+            raise SettingsError("--address needs --engine ray")
         explorer.open_gallery(args.dir, progress, with_captions=not args.no_captions,
                               engine=args.engine, address=args.address)
         info = explorer.gallery_info() if not args.no_captions else {"root": str(explorer.gallery.root)}
         return emit(args, {"gallery": info, **explorer.build_stats.as_dict()}, render.build_summary)
     if args.command == "labels":
-        results = explorer.labels(args.images, args.top_k)
+        results = explorer.labels(args.images, check_top_k(args.top_k, settings))
         rows = [{"image": str(img), "labels": [{"name": l.name, "wnid": l.wnid, "probability": round(l.probability, 4)}
                                                for l in labels]} for img, labels in zip(args.images, results)]
         return emit(args, rows, render.labels_table)
@@ -152,9 +146,8 @@ def run(args: argparse.Namespace) -> int:
         return emit(args, rows, lambda rows: "\n".join(
             f"{row['image']}: {row['caption']}  [{row['captioner']}]" for row in rows))
     # analogy / explain
+    check_top_k(args.top_k, settings)
     explorer.open_gallery(args.gallery, progress)
-    if args.top_k < 1:
-        raise ValueError("--top-k must be at least 1")
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
                               exclude=not args.no_exclude, top_k=args.top_k)
     as_text = render.explanation if args.command == "explain" else render.analogy_report

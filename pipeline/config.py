@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SettingsError
+
 LAYERS = ("pooled", "logits", "probs")
 DEVICES = ("auto", "cpu", "cuda")
 CAPTIONERS = ("auto", "blip", "labels", "file")
@@ -35,8 +37,18 @@ class Settings:
     device: ``auto`` (cuda when torch sees one, else cpu), ``cpu`` or ``cuda``.
     near_duplicate_threshold: cosine above which two items count as near-duplicates (both for the
         ``near-duplicate`` verdict and for excluding uploaded inputs found in the gallery).
+    cosmul_eps: the epsilon of 3CosMul's denominator (> 0).
+
+    Limits (every one enforced where the input arrives; ``IAE_<NAME>`` changes it):
+
+    batch_size: images per convnet batch (at least 1).
+    max_pixels: pixels per image, checked by the image loader before anything is decoded.
+    max_file_bytes: size of an image file (uploads and gallery files).
+    max_gallery_items: images in one gallery folder (the build refuses more).
     top_k: answers shown per space by default; max_top_k: the largest top k anyone may ask for (the
         app's slider, the chat's "top k", the CLI's ``--top-k`` and the API all use this one limit).
+    blip_max_new_tokens: the longest BLIP caption, in tokens.
+    blip_cpu_item_limit: ``--captioner auto`` uses BLIP on a CPU only for galleries up to this size.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -58,14 +70,17 @@ class Settings:
     blip_cpu_item_limit: int = 200
 
     def __post_init__(self) -> None:
-        if self.layer not in LAYERS:
-            raise ValueError(f"unknown layer {self.layer!r}: choose one of {', '.join(LAYERS)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
-        if self.captioner not in CAPTIONERS:
-            raise ValueError(f"unknown captioner {self.captioner!r}: choose one of {', '.join(CAPTIONERS)}")
+        for name, allowed in (("layer", LAYERS), ("device", DEVICES), ("captioner", CAPTIONERS)):
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        for name in ("batch_size", "max_pixels", "max_file_bytes", "max_gallery_items", "max_top_k",
+                     "blip_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 1 <= self.top_k <= self.max_top_k:
-            raise ValueError(f"top_k must be a whole number from 1 to {self.max_top_k}")
+            raise SettingsError(f"top_k must be a whole number from 1 to {self.max_top_k}")
+        if not self.cosmul_eps > 0:
+            raise SettingsError(f"cosmul_eps must be above 0, got {self.cosmul_eps}")
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
 
     def replace(self, **changes) -> "Settings":
@@ -85,5 +100,15 @@ class Settings:
             try:
                 changes[f.name] = Path(raw) if kind is type(Path()) or f.name == "cache_dir" else kind(raw)
             except ValueError as exc:
-                raise ValueError(f"IAE_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+                raise SettingsError(f"IAE_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
         return cls(**changes)
+
+    @classmethod
+    def from_args(cls, args) -> "Settings":
+        """:meth:`from_env` overridden by the settings flags a command line parsed (``args`` as from
+        argparse; see :data:`ARG_FIELDS`): a flag not given (None, or absent) keeps the other value."""
+        return cls.from_env().replace(**{name: getattr(args, name, None) for name in ARG_FIELDS})
+
+
+#: Settings that the command lines (``python -m pipeline``, ``python -m eval``) take as flags.
+ARG_FIELDS = ("cache_dir", "device", "backbone", "captioner", "batch_size", "layer")

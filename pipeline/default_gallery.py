@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from PIL import Image, ImageOps
 
-from .storage import atomic_write_bytes, write_json, read_json
+from .errors import CacheError
+from .storage import atomic_write_bytes, read_json, write_json
 
 VERSION = 1
 
@@ -43,11 +45,25 @@ SUBJECTS = (
     Subject("flower", "a flower", "sklearn:flower.jpg"),
 )
 
+RED = (255, 40, 40)
+
+
+def greyscale(image: Image.Image) -> Image.Image:
+    """``image`` in greyscale, kept as 3-channel RGB."""
+    return ImageOps.grayscale(image).convert("RGB")
+
+
+def tint(image: Image.Image, colour: tuple[int, int, int] = RED, strength: float = 0.45) -> Image.Image:
+    """``image`` (as RGB) blended with a plain ``colour``: ``strength`` 0 keeps it, 1 is the colour."""
+    overlay = Image.new("RGB", image.size, colour)
+    return Image.blend(image.convert("RGB"), overlay, strength)
+
+
 TRANSFORMS = {
     "original": ("a photo of {noun}", lambda im: im),
-    "greyscale": ("a black and white photo of {noun}", lambda im: ImageOps.grayscale(im).convert("RGB")),
+    "greyscale": ("a black and white photo of {noun}", greyscale),
     "mirror": ("a mirrored photo of {noun}", ImageOps.mirror),
-    "red": ("a red-tinted photo of {noun}", lambda im: _tint(im, (255, 40, 40))),
+    "red": ("a red-tinted photo of {noun}", tint),
 }
 
 CREDITS = """Photos in this gallery come from packages installed with the project:
@@ -60,27 +76,20 @@ Greyscale, mirrored and red-tinted copies are made by the Image Analogy Explaine
 """
 
 
-def _tint(image: Image.Image, colour: tuple[int, int, int], strength: float = 0.45) -> Image.Image:
-    overlay = Image.new("RGB", image.size, colour)
-    return Image.blend(image.convert("RGB"), overlay, strength)
-
-
 def _load_subject(source: str) -> Image.Image:
     kind, _, name = source.partition(":")
     if kind == "skimage":
-        import skimage.data
-
         array = getattr(skimage.data, name)()
     elif kind == "skimage-file":
-        import skimage.data
-
         return Image.open(Path(skimage.data.__file__).parent / name).convert("RGB")
     elif kind == "sklearn":
+        # deferred: scikit-learn takes over a second to import, and is needed only the first time
+        # the gallery is written into a cache
         from sklearn.datasets import load_sample_image
 
         array = load_sample_image(name)
     else:
-        raise ValueError(f"unknown source {source!r}")
+        raise ValueError(f"unknown source {source!r}")  # a bug in SUBJECTS, not the user's doing
     return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
 
 
@@ -94,7 +103,7 @@ def materialize(folder: Path) -> Path:
     try:
         if read_json(marker).get("version") == VERSION:
             return folder
-    except Exception:
+    except (CacheError, AttributeError):  # missing, damaged or not an object: write the gallery again
         pass
     rows = []
     for subject in SUBJECTS:

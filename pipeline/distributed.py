@@ -19,8 +19,8 @@ How it runs:
   computed the same way by :class:`Captioner` (one ``BlipCaptioner`` per worker, placed like the
   featurisers) and merged by the driver into the same ``captions-<blip>.json`` cache; label and
   file captions stay on the driver (see :func:`pipeline.captions.caption_gallery`).
-* The driver streams the results back in chunks of :data:`pipeline.gallery.CHUNK` and saves each as
-  a shard (:meth:`pipeline.gallery.FeatureTable.add_shard`) at once: an interrupted Ray build resumes
+* The driver streams the results back in chunks of :data:`pipeline.features.CHUNK` and saves each as
+  a shard (:meth:`pipeline.features.FeatureTable.add_shard`) at once: an interrupted Ray build resumes
   like a local one, by either engine.
 
 Workers read the image files by path: on a real cluster every worker must see ``DIR`` at the same
@@ -42,8 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from .config import Settings
-from .models.captioners import CaptionerUnavailable
-from .errors import RayBuildError
+from .errors import CaptionerUnavailable, ImageError, RayBuildError, RayWorkerFileError, error_line
+from .features import CHUNK
+from .images import load_image
+from .models import resolve_device
+from .models.captioners import BlipCaptioner
+from .models.convnet import load_classifier
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -59,25 +63,17 @@ class Featuriser:
 
     def __init__(self, backbone: str, device: str, cache_dir: str, max_pixels: int, max_bytes: int,
                  threads: int | None = None):
-        from .models import resolve_device
-        from .models.convnet import load_classifier
-
         self.device = resolve_device(device)
         self.classifier = load_classifier(backbone, self.device, Path(cache_dir), threads=threads)
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
 
     def __call__(self, batch: dict) -> dict:
-        from .images import ImageError, load_image
-
         paths = [str(p) for p in batch["path"]]
+        _check_visible(paths)
         n = len(paths)
         images, good, reasons = [], [], [""] * n
         for i, path in enumerate(paths):
-            if not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"Ray worker on {socket.gethostname()} cannot see {path}: with --engine ray every worker "
-                    f"must see the gallery folder at the same path (a shared filesystem)")
             try:
                 images.append(load_image(path, max_pixels=self.max_pixels, max_bytes=self.max_bytes))
                 good.append(i)
@@ -104,23 +100,25 @@ class Captioner:
     """
 
     def __init__(self, model: str, device: str, max_new_tokens: int, max_pixels: int):
-        from .models.captioners import BlipCaptioner
-
         self.blip = BlipCaptioner(model, device=device, max_new_tokens=max_new_tokens)
         self.max_pixels = max_pixels
 
     def __call__(self, batch: dict) -> dict:
-        from .images import load_image
-
         paths = [str(p) for p in batch["path"]]
-        for path in paths:
-            if not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"Ray worker on {socket.gethostname()} cannot see {path}: with --engine ray every worker "
-                    f"must see the gallery folder at the same path (a shared filesystem)")
+        _check_visible(paths)
         captions = self.blip.caption([load_image(path, max_pixels=self.max_pixels) for path in paths])
         return {"sha256": np.asarray(batch["sha256"]).astype(str), "caption": np.array(captions, dtype=object),
                 "captioner": np.array([self.blip.name] * len(paths), dtype=str)}
+
+
+def _check_visible(paths: list[str]) -> None:
+    """On a worker: RayWorkerFileError unless every one of ``paths`` exists here (a worker that cannot
+    see a file stops the build and says why, rather than marking the image bad)."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise RayWorkerFileError(
+                f"Ray worker on {socket.gethostname()} cannot see {path}: with --engine ray every worker "
+                f"must see the gallery folder at the same path (a shared filesystem)")
 
 
 def plan_workers(resources: dict, device: str) -> dict:
@@ -139,15 +137,13 @@ def plan_workers(resources: dict, device: str) -> dict:
 def compute_features_ray(root: Path, todo: list[tuple[str, str]], table, settings: Settings, progress,
                          address: str | None = None, workers: int | None = None) -> None:
     """Compute activations for ``todo`` [(relative path, sha256)] under ``root`` on Ray and save them
-    as shards of ``table`` (a :class:`pipeline.gallery.FeatureTable`) as they arrive.
+    as shards of ``table`` (a :class:`pipeline.features.FeatureTable`) as they arrive.
 
     ``address``: an existing cluster (``auto``, ``ray://host:10001``, ``host:6379``); None joins the
     Ray instance this process already started, else starts a local one on this machine's cores.
     ``workers`` overrides the number of featurisers (default: see :func:`plan_workers`).
     Raises RayBuildError with a plain message when Ray cannot start or a worker fails.
     """
-    from .gallery import CHUNK
-
     with _ray_session(address) as ray:
         plan, placement = _pool(ray, settings, len(todo), settings.batch_size, workers)
         items = [{"path": str(Path(root) / relative), "sha256": digest} for relative, digest in todo]
@@ -209,6 +205,7 @@ def _ray_session(address: str | None):
     starts a local one on this machine's cores, and shuts down on exit what it started. Failures of
     Ray itself (or of a worker) come out as :class:`RayBuildError` with a plain message."""
     try:
+        # deferred: ray is an optional dependency (requirements-test.txt), needed only by --engine ray
         import ray
         import ray.data
     except ImportError as exc:
@@ -230,7 +227,7 @@ def _ray_session(address: str | None):
             raise
         except Exception as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise RayBuildError(f"could not start {where} ({type(exc).__name__}: {_first_line(exc)}). "
+            raise RayBuildError(f"could not start {where} ({error_line(exc, cause=True)}). "
                                 "Check --address, or build with --engine local.") from exc
         started_here = True
     try:
@@ -245,6 +242,8 @@ def _ray_session(address: str | None):
             if cause.startswith("CaptionerUnavailable: "):  # a worker could not load BLIP: say so, as locally
                 message = cause[len("CaptionerUnavailable: "):]
                 raise CaptionerUnavailable(message, reason=message.split(". Use --captioner")[0]) from exc
+            if cause.startswith("RayWorkerFileError: "):  # a worker cannot see a file: its message says why
+                raise RayWorkerFileError(cause[len("RayWorkerFileError: "):]) from exc
             raise RayBuildError(f"the Ray build failed: {cause}") from exc
         raise
     finally:
@@ -273,11 +272,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise RayBuildError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}). Check --address "
                             "(ray://HEAD:10001 for Ray Client, HEAD:6379 or auto on a cluster node), "
                             "or build with --engine local.") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -17,6 +17,8 @@ from typing import Callable
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: The longest cause line :func:`error_line` quotes inside another message.
+CAUSE_CHARS = 300
 
 
 class UserError(Exception):
@@ -77,6 +79,10 @@ class ApiInputError(UserError, ValueError):
     message names the input and what it accepts, showing at most a short prefix of the value."""
 
 
+class RayWorkerFileError(RayBuildError, FileNotFoundError):
+    """A Ray worker cannot see a gallery file at the path the driver gave (no shared filesystem)."""
+
+
 class RerunImpossible(UserError, RuntimeError):
     """An input cannot be given to the pipeline again (an upload whose file is gone)."""
 
@@ -86,9 +92,16 @@ def collapse(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def error_line(exc: BaseException) -> str:
-    """The one line a user sees for ``exc``: the message of a :class:`UserError`; for anything else
-    (a bug) the type and message with a pointer to ``IAE_DEBUG=1``, so that bugs stay findable."""
+def error_line(exc: BaseException, *, cause: bool = False) -> str:
+    """The one line shown for ``exc``: the message of a :class:`UserError`; for anything else (a bug)
+    the type and message with a pointer to ``IAE_DEBUG=1``, so that bugs stay findable.
+
+    ``cause=True``: the line for an error quoted as the reason inside another message (a library's
+    failure inside "BLIP could not be loaded (...)"): its type and the first line of its message, at
+    most :data:`CAUSE_CHARS` characters, no pointer (the message around it says what to do)."""
+    if cause:
+        lines = str(exc).strip().splitlines()
+        return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:CAUSE_CHARS]
     text = collapse(str(exc)) or type(exc).__name__
     if isinstance(exc, UserError):
         return text

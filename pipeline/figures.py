@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .storage import atomic_write_bytes
 from .wording import why
@@ -35,6 +35,7 @@ DPI = 110
 
 
 def _figure(width: float, height: float):
+    # deferred: matplotlib takes a second to import and only drawing a figure needs it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -78,7 +79,7 @@ def geometry_png(geometry: dict, title: str | None = None) -> bytes:
                         arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6}, zorder=7)
     radius = geometry.get("nn_radius")
     if radius and "C" in first:
-        from matplotlib.patches import Circle
+        from matplotlib.patches import Circle  # deferred: matplotlib, as above
 
         ax.add_patch(Circle((first["C"]["x"], first["C"]["y"]), radius, fill=False, linestyle="--",
                             color="#607d8b", lw=1.0, zorder=1, label="typical neighbour distance"))
@@ -105,7 +106,7 @@ def geometry_png(geometry: dict, title: str | None = None) -> bytes:
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
     """``image`` (H, W, 3) uint8 blended with ``heat`` (h, w) float in [0, 1] (resized bilinearly to
     H x W, coloured by ``colormap``); returns (H, W, 3) uint8."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # deferred: matplotlib, as above
 
     image = np.asarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
@@ -119,7 +120,6 @@ def heatmap_png(image: np.ndarray, maps: list[tuple[str, np.ndarray]], title: st
     """PNG bytes: ``image`` (H, W, 3) uint8 (the crop the network saw) and one overlay per
     ``(caption, map)`` in ``maps`` (map (h, w) float in [0, 1]), side by side under a line of text
     (``title`` and the captions). Drawn with PIL alone (a tenth of matplotlib's time)."""
-    from PIL import ImageDraw
 
     image = np.asarray(image, dtype=np.uint8)
     panels = [image] + [overlay(image, heat) for _, heat in maps]

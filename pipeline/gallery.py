@@ -9,41 +9,32 @@ Building a gallery (:func:`build_gallery`):
    saved atomically as a shard under ``<store>/shards/`` so that an interrupted build resumes;
 4. consolidate aligned arrays (``pooled.npy``, ``logits.npy``) and write the manifest last.
 
-Files that cannot be decoded are skipped and reported (path and reason), never fatal.
-
-The store lives in ``<cache_dir>/galleries/<folder name>-<hash of its absolute path>/``. Its
-``manifest.json`` records the backbone, dims, library versions, the items with content hashes and
-checksums of every array, so a damaged file is detected and recomputed, never used.
+Files that cannot be decoded are skipped and reported (path and reason), never fatal. Scanning and
+labels are :mod:`pipeline.scan`; the store (shards, consolidated arrays, manifest) is
+:mod:`pipeline.features`; captions are :mod:`pipeline.captions`; the Ray engine is
+:mod:`pipeline.distributed`.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import os
-import re
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from . import vectors as vec
+from .captions import Captions, caption_gallery
 from .config import Settings
-from .images import IMAGE_SUFFIXES, ImageError, file_sha256, load_image
-from .index import StaleIndexError, VectorIndex, load_index
+from .distributed import compute_features_ray
+from .errors import CacheError, GalleryError, ImageError, StaleIndexError
+from .features import CHUNK, FeatureTable, remove_stale_temporaries, store_dir_for
+from .images import file_sha256, load_image
+from .index import VectorIndex, load_index
 from .labels import softmax, top_labels
-from .storage import CacheError, atomic_write_bytes, read_array, read_json, write_json, writing_array
-from .errors import GalleryError
-
-MANIFEST_VERSION = 1
-CHUNK = 128
-IMAGEN_NAME = re.compile(r"^(n\d{8})_(\d+)_(.+)$")
-Progress = Callable[[int, int, str], None]
-"""progress(done, total, what): called as long work advances."""
+from .progress import Progress
+from .scan import label_for, read_labels_csv, scan_folder
 
 
 @dataclass(frozen=True)
@@ -71,64 +62,7 @@ class BuildStats:
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "seconds": round(self.seconds, 3)}
 
 
-# --- scanning and labels ------------------------------------------------------------------------
-
-
-def scan_folder(root: Path) -> list[str]:
-    """Relative paths (sorted, forward slashes) of image files under ``root``, by suffix.
-
-    Hidden files and folders are skipped, and so is any link that resolves outside ``root``.
-    """
-    root = Path(root)
-    real_root = root.resolve()
-    found = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        try:
-            resolved = path.resolve()
-            if not resolved.is_relative_to(real_root) or not resolved.is_file():
-                continue
-        except OSError:
-            continue
-        found.append(relative.as_posix())
-    return sorted(found)
-
-
-def read_labels_csv(root: Path) -> dict[str, str]:
-    """``labels.csv`` at the root (header ``file,label``), if present; else {}."""
-    path = Path(root) / "labels.csv"
-    if not path.exists():
-        return {}
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            return {row["file"].strip(): row["label"].strip() for row in csv.DictReader(f) if row.get("file")}
-    except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
-        raise GalleryError(f"{path}: cannot read labels ({exc}). It needs a header 'file,label'.") from exc
-
-
-def label_for(relative: str, csv_labels: dict[str, str]) -> tuple[str | None, str | None]:
-    """(label, wnid) of an item: imagen file name, else parent folder name, else labels.csv."""
-    parts = relative.split("/")
-    match = IMAGEN_NAME.match(Path(parts[-1]).stem)
-    if match:
-        return match.group(3).replace("_", " "), match.group(1)
-    if len(parts) > 1:
-        return parts[-2], None
-    return csv_labels.get(relative), None
-
-
 # --- the gallery --------------------------------------------------------------------------------
-
-
-def store_dir_for(root: Path, settings: Settings) -> Path:
-    root = Path(root).resolve()
-    digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:12]
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name)[:40] or "gallery"
-    return settings.cache_dir / "galleries" / f"{safe}-{digest}"
 
 
 IMAGE_SPACES = ("image:pooled", "image:logits", "image:probs")
@@ -142,18 +76,6 @@ def space_key(space: str, layer: str) -> str:
     if space == "image":
         return f"image:{layer}"
     raise ValueError(f"unknown space {space!r}: use 'image' or 'caption'")
-
-
-@dataclass
-class Captions:
-    """Per item: the caption text and the name of the captioner that wrote it; vectors (N, D) float32
-    L2-normalised sentence embeddings of the texts, by ``text_model``."""
-
-    texts: list[str]
-    captioners: list[str]
-    vectors: np.ndarray
-    text_model: str
-    announcement: str | None = None
 
 
 class Gallery:
@@ -231,7 +153,7 @@ class Gallery:
             path = self.store / f"index-{space.replace(':', '-')}.faiss"
             expect = {"model": self.model_key if space != "caption" else self.captions.text_model,
                       "space": space, "items_digest": self.digest,
-                      "captions_digest": _captions_digest(self.captions) if space == "caption" else None}
+                      "captions_digest": self.captions.texts_digest() if space == "caption" else None}
             try:
                 self._indexes[space] = load_index(path, vectors, expect)
             except StaleIndexError as exc:
@@ -284,12 +206,6 @@ def _rowwise(array: np.ndarray, transform, chunk: int = 65_536) -> np.ndarray:
     return out
 
 
-def _captions_digest(captions: Captions | None) -> str | None:
-    if captions is None:
-        return None
-    return hashlib.sha256("\n".join(captions.texts).encode()).hexdigest()
-
-
 # --- building -----------------------------------------------------------------------------------
 
 
@@ -340,8 +256,6 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
     todo = list({h: (rel, h) for rel, h in todo}.values())  # each content once
     stats.computed = len(todo)
     if todo and engine == "ray":
-        from .distributed import compute_features_ray
-
         compute_features_ray(root, todo, table, settings, progress, address=address)
     elif todo:
         _compute_features(root, todo, table, models, settings, progress)
@@ -366,29 +280,9 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
     gallery = Gallery(root, items, pooled, logits, store, model_key, settings)
     gallery.index_messages = list(table.messages)
     if with_captions:
-        from .captions import caption_gallery
-
         gallery.captions = caption_gallery(gallery, models, settings, progress, engine=engine, address=address)
     stats.seconds = time.perf_counter() - started
     return gallery, stats
-
-
-STALE_TEMPORARY_SECONDS = 3600
-
-
-def remove_stale_temporaries(store: Path, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
-    """Delete ``*.tmp`` files that killed writes left in the store (only old ones: a build running
-    beside this one may be about to rename a fresh one). Returns how many were removed."""
-    removed = 0
-    cutoff = time.time() - older_than
-    for tmp in Path(store).glob("**/*.tmp"):
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-                removed += 1
-        except OSError:
-            pass
-    return removed
 
 
 def _decode_chunk(root: Path, chunk: list[tuple[str, str]], settings: Settings, preprocess):
@@ -423,138 +317,3 @@ def _compute_features(root, todo, table: "FeatureTable", models, settings: Setti
             progress(done, len(todo), "computing activations")
 
 
-class FeatureTable:
-    """Content hash -> (pooled, logits) rows for one backbone: the consolidated arrays of the last
-    build plus shards written since. Files whose checksum fails are dropped (and recomputed)."""
-
-    def __init__(self, store: Path, model_key: str):
-        self.store = Path(store)
-        self.model_key = model_key
-        self.rows: dict[str, tuple[int, int]] = {}  # hash -> (source index, row)
-        # (pooled, logits) memory maps of the consolidated arrays, or the path of a shard, read only
-        # when consolidating: a build of a million images never holds all its vectors in memory.
-        self.sources: list[tuple[np.ndarray, np.ndarray] | Path] = []
-        self.rejected: dict[str, str] = {}
-        self.messages: list[str] = []
-        self.shard_paths: list[Path] = []
-
-    def __contains__(self, digest: str) -> bool:
-        return digest in self.rows
-
-    @classmethod
-    def load(cls, store: Path, model_key: str) -> "FeatureTable":
-        table = cls(store, model_key)
-        manifest_path = table.store / "manifest.json"
-        if manifest_path.exists():
-            try:
-                manifest = read_json(manifest_path)
-                if manifest.get("version") == MANIFEST_VERSION and manifest.get("model") == model_key:
-                    pooled = read_array(table.store / "pooled.npy", manifest["arrays"]["pooled"])
-                    logits = read_array(table.store / "logits.npy", manifest["arrays"]["logits"])
-                    table._add_source([item["sha256"] for item in manifest["items"]], (pooled, logits))
-                    table.rejected.update(manifest.get("rejected", {}))
-                elif manifest.get("model") != model_key:
-                    table.messages.append(f"cache was built with {manifest.get('model')}; recomputing for {model_key}")
-            except (CacheError, KeyError, TypeError) as exc:
-                table.messages.append(f"gallery cache damaged, recomputing: {exc}")
-        for shard in sorted((table.store / "shards").glob("*.npz")):
-            try:
-                with np.load(shard, allow_pickle=False) as data:
-                    if str(data["model"]) != model_key:
-                        continue
-                    data["pooled"], data["logits"]  # read (zip CRCs checked), then dropped
-                    table._add_source(list(data["hashes"]), shard)
-                    table.rejected.update(dict(zip(data["rejected_hashes"], data["rejected_reasons"])))
-                table.shard_paths.append(shard)
-            except Exception as exc:  # a torn or foreign shard: ignore it, its images are recomputed
-                table.messages.append(f"ignored damaged shard {shard.name}: {exc}")
-                table.shard_paths.append(shard)  # removed with the others once the build is consolidated
-        return table
-
-    def _add_source(self, hashes: list[str], source) -> None:
-        """Add a source, (pooled, logits) arrays or a shard path, holding ``hashes`` in row order."""
-        index = len(self.sources)
-        self.sources.append(source)
-        for row, digest in enumerate(hashes):
-            self.rows[str(digest)] = (index, row)
-
-    def _source_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        source = self.sources[index]
-        if isinstance(source, Path):
-            with np.load(source, allow_pickle=False) as data:
-                return data["pooled"], data["logits"]
-        return source
-
-    def add_shard(self, hashes: list[str], pooled, logits, rejected: dict[str, str]) -> None:
-        """Save one computed chunk atomically under ``shards/`` and add it to the table."""
-        dim_p = pooled.shape[1] if pooled is not None else 0
-        pooled = pooled if pooled is not None else np.zeros((0, dim_p), np.float32)
-        logits = logits if logits is not None else np.zeros((0, 1000), np.float32)
-        buffer = io.BytesIO()
-        np.savez(buffer, model=np.array(self.model_key), hashes=np.array(hashes, dtype="U64"),
-                 pooled=pooled, logits=logits,
-                 rejected_hashes=np.array(list(rejected), dtype="U64"),
-                 rejected_reasons=np.array(list(rejected.values()), dtype=str))
-        path = self.store / "shards" / f"{uuid.uuid4().hex}.npz"
-        atomic_write_bytes(path, buffer.getvalue())
-        self.shard_paths.append(path)
-        if len(hashes):
-            self._add_source(hashes, path)
-        self.rejected.update(rejected)
-
-    def consolidate(self, store: Path, hashes: list[str], items: list[GalleryItem], root: Path, classifier):
-        """Write aligned pooled/logits arrays for ``hashes`` and the manifest (last), remove shards,
-        and return the arrays as read-only memory maps."""
-        import platform
-
-        import faiss
-
-        manifest_path = store / "manifest.json"
-        unchanged = False
-        if manifest_path.exists() and not self.shard_paths:
-            try:
-                manifest = read_json(manifest_path)
-                unchanged = (manifest.get("model") == self.model_key and
-                             [i["sha256"] for i in manifest["items"]] == hashes and
-                             [i["path"] for i in manifest["items"]] == [i.path for i in items])
-            except (CacheError, KeyError):
-                unchanged = False
-        if unchanged:
-            pooled = read_array(store / "pooled.npy")
-            logits = read_array(store / "logits.npy")
-            return pooled, logits
-        checksums, dims = self._write_aligned(store, hashes)
-        write_json(manifest_path, {
-            "version": MANIFEST_VERSION, "root": str(root), "model": self.model_key, "backbone": classifier.name,
-            "dims": dims,
-            "libraries": {"numpy": np.__version__, "faiss": faiss.__version__, "python": platform.python_version()},
-            "arrays": checksums, "rejected": self.rejected,
-            "items": [{"path": i.path, "sha256": i.sha256, "label": i.label, "wnid": i.wnid} for i in items],
-        })
-        for shard in self.shard_paths:
-            shard.unlink(missing_ok=True)
-        return read_array(store / "pooled.npy"), read_array(store / "logits.npy")
-
-    def _write_aligned(self, store: Path, hashes: list[str], chunk: int = 65_536) -> tuple[dict, dict]:
-        """pooled.npy and logits.npy (float32) with row i = ``hashes[i]``, written incrementally into
-        memory maps (:func:`pipeline.storage.writing_array`), one source at a time. Returns the files'
-        checksums and dims."""
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for position, digest in enumerate(hashes):
-            source, row = self.rows[digest]
-            groups.setdefault(source, []).append((position, row))
-        first_pooled, first_logits = self._source_arrays(next(iter(groups)))
-        dims = {"pooled": int(first_pooled.shape[1]), "logits": int(first_logits.shape[1])}
-        del first_pooled, first_logits
-        n = len(hashes)
-        with writing_array(store / "pooled.npy", (n, dims["pooled"])) as pooled_out, \
-                writing_array(store / "logits.npy", (n, dims["logits"])) as logits_out:
-            for source, pairs in groups.items():
-                pooled, logits = self._source_arrays(source)
-                pairs_array = np.asarray(pairs, dtype=np.int64)
-                for start in range(0, len(pairs_array), chunk):
-                    positions, rows = pairs_array[start:start + chunk].T
-                    pooled_out.array[positions] = pooled[rows]
-                    logits_out.array[positions] = logits[rows]
-                del pooled, logits
-        return {"pooled": pooled_out.sha256, "logits": logits_out.sha256}, dims

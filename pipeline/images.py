@@ -27,6 +27,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import Settings
 from .errors import ImageError
 
 __all__ = [
@@ -43,9 +44,11 @@ __all__ = [
 ]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
-DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+#: File name suffixes of the formats :func:`load_image` accepts (the only list of them: gallery scans
+#: and caption sidecars use it too), in a fixed order.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+DEFAULT_MAX_PIXELS = Settings.max_pixels  # the limits live in pipeline.config.Settings
+DEFAULT_MAX_BYTES = Settings.max_file_bytes
 
 # PIL reports multi-picture JPEGs (many phone cameras) as "MPO"; they are JPEGs for our purposes.
 _ACCEPTED_FORMATS = frozenset(ALLOWED_FORMATS) | {"MPO"}

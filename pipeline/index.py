@@ -5,35 +5,24 @@ FAISS index over them with inner product (= cosine). ``search`` answers top-k qu
 ``similarities`` gives exact cosines for all rows (or a candidate subset) from the stored matrix, which
 is what the analogy maths needs (every method is a function of cos(d, a), cos(d, b), cos(d, c)).
 
-Index kinds, and which one ``kind="auto"`` picks. Numbers from ``scripts/bench_scale.py`` on the
-2-core development machine while other work shared it: synthetic unit vectors from
-:func:`clustered_unit_vectors`, "analogy" = one ``solve_space`` call (3CosAdd, all four baselines,
-exclusion, ranks without exclusion, verdicts); the README's "Scale" section has the whole output.
+Index kinds, and which one ``kind="auto"`` picks (numbers from ``scripts/bench_scale.py`` on 2 shared
+cores, synthetic vectors, "analogy" = one ``solve_space`` call; the README's "Scale" section has more):
 
-``flat``  exact ``IndexFlatIP``, used up to :data:`FLAT_MAX_ITEMS` items. The analogy scores every row
-          (one (N, D) @ (D, 3) product and a selection per method): 10.7 ms at 10k items, 102 ms at
-          100k, about 1 ms per 1,000 items at 1280 dims, so the 50 ms target is missed past ~45k.
-``pq``    ``IndexPQFastScan`` (4-bit product quantizer, :func:`pq_subquantizers`: 160 sub-quantizers,
-          80 bytes a 1280-d vector; SIMD scan of every code), whose top ``rerank`` rows per query are
-          re-scored exactly from the stored vectors; ``auto`` picks it above :data:`FLAT_MAX_ITEMS`.
-          At 1M x 1280: built, tuned and measured in 27 s, 80 MB, recall@10 0.9965 with rerank 640,
-          analogy p50 19.9 ms (exact flat: 1464 ms), every benchmark analogy answered as by exact
-          search. At 1M x 384: 12 s, 64 MB, recall@10 0.9905, p50 12.8 ms.
-``ivf``   ``IndexIVFFlat`` (spherical k-means, nlist ~ 4 sqrt(N)), on request. At 100k x 1280: 38 s to
-          build, nprobe 64 for recall@10 0.9955, analogy p50 20.6 ms (pq: 4.6 ms), 41 of 43 analogies
-          as exact. At 1M (nlist 4000, on an earlier, finer-clustered synthetic set) 240 s to train,
-          130 s to fill and only 0.79 recall@10 at nprobe 128: analogy queries such as ``b - a + c``
-          mix three regions of the space, so their neighbours spread over many cells.
-``hnsw``  ``IndexHNSWFlat`` (M=32), on request. At 100k x 1280: 78 s to build (more than linear in N:
-          far over 15 minutes expected at 1M on 2 cores), efSearch 512 for recall@10 0.994, analogy
-          p50 29.8 ms.
+``flat``  exact ``IndexFlatIP``, up to :data:`FLAT_MAX_ITEMS` items. The analogy scores every row: about
+          1 ms per 1,000 items at 1280 dims (102 ms at 100k), so the 50 ms target is missed past ~45k.
+``pq``    ``IndexPQFastScan`` (4-bit product quantizer, :func:`pq_subquantizers`: 80 bytes a 1280-d
+          vector), whose top ``rerank`` rows per query are re-scored exactly from the stored vectors.
+          At 1M x 1280: 27 s to build and tune, recall@10 0.9965 with rerank 640, analogy p50 19.9 ms
+          (exact: 1464 ms), every benchmark analogy answered as by exact search.
 
-For an approximate kind, ``build`` measures recall@10 against exact search on a seeded sample of
-analogy-style queries (``b - a + c``, ``b + c``, ``c - (b - a)``, ``c`` of random gallery triples, see
-:func:`sample_queries`), tunes ``rerank`` / ``nprobe`` / ``efSearch`` to the smallest setting whose recall reaches
-:data:`RECALL_GOAL`, and records the setting and the measured recall in ``info`` (and so in the saved
-manifest). The analogy path never trusts the approximate index for scores: it only asks it for
-candidate rows (:meth:`VectorIndex.candidates`) and then scores those rows exactly.
+IVF-Flat and HNSW were measured and lost; they live with the benchmark (``scripts/bench_lib.py``), as a
+subclass of :class:`VectorIndex` (see its docstring for the hooks).
+
+For an approximate kind, ``build`` measures recall@10 against exact search on seeded analogy-style
+queries (:func:`sample_queries`), tunes its search parameter to the smallest setting whose recall
+reaches :data:`RECALL_GOAL`, and records both in ``info`` (and so in the saved manifest). The analogy
+path never trusts an approximate index for scores: it asks it for candidate rows
+(:meth:`VectorIndex.candidates`) and scores those rows exactly.
 
 Indexes are saved beside a JSON manifest (what they index, kind, dims, library versions, a checksum of
 the index file, the recall measurement). :func:`load_index` refuses a file that does not match what the
@@ -43,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +40,12 @@ import faiss
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import vectors as vec
+from .errors import StaleIndexError
 from .images import file_sha256
 from .storage import atomic_write_bytes, fsync_file, replacing
-from .errors import StaleIndexError
 
-INDEX_KINDS = ("flat", "pq", "ivf", "hnsw")
+FAISS_VERSION = faiss.__version__
 
 #: ``kind="auto"`` builds an exact flat index up to this many items and a pq index above it: about
 #: 42 ms for an analogy on the exact path on 2 cores, under the 50 ms target (see the module doc).
@@ -72,9 +61,6 @@ RECALL_SEED = 0
 
 PQ_TRAIN_ROWS = 65_536  # seeded rows the product quantizer is trained on
 PQ_MAX_RERANK = 5_120  # the most rows a pq query re-scores exactly (bounds latency and memory)
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 40
-IVF_TRAIN_PER_LIST = 40  # k-means training points per inverted list (faiss warns below 39)
 
 # A (N, D) x (D, 3) product is memory-bound and small below this many rows: one BLAS thread does it
 # in about 1 ms at N = 1,000, while OpenBLAS's thread pool on 2 busy cores took 5-12 ms (measured
@@ -99,12 +85,19 @@ class VectorIndex:
     """Cosine search over L2-normalised float32 vectors.
 
     vectors: (N, D) float32, rows L2-normalised (checked); may be a read-only memory map.
-    kind: ``flat`` (exact ``IndexFlatIP``), ``pq`` (``IndexPQFastScan`` + exact re-rank), ``ivf``
-    (``IndexIVFFlat``) or ``hnsw`` (``IndexHNSWFlat``); see the module docstring.
+    kind: ``flat`` (exact ``IndexFlatIP``) or ``pq`` (``IndexPQFastScan`` + exact re-rank); see the
+    module docstring.
     info: what the build measured and chose: ``exact``, ``recall_at_10`` (1.0 for flat),
     ``recall_queries``, ``recall_seed``, ``recall_target``, ``recall_target_met``, ``params``
-    (M/rerank, nlist/nprobe or M/efSearch), ``build_seconds``.
-    """
+    (pq: M, nbits and the tuned rerank), ``build_seconds``.
+
+    A subclass may add approximate kinds (entries in :attr:`FAISS_TYPES`, :attr:`SEARCH_PARAMS`; its own
+    :meth:`_make` and search-parameter methods); :func:`load_index` takes the subclass to load them."""
+
+    #: kind -> the FAISS class an index of that kind holds (:func:`load_index` checks it).
+    FAISS_TYPES: dict[str, type] = {"flat": faiss.IndexFlatIP, "pq": faiss.IndexPQFastScan}
+    #: approximate kind -> the name of its tuned search parameter in ``info["params"]``.
+    SEARCH_PARAMS: dict[str, str] = {"pq": "rerank"}
 
     def __init__(self, vectors: np.ndarray, faiss_index: faiss.Index, kind: str, info: dict | None = None):
         self.vectors = vectors
@@ -116,65 +109,49 @@ class VectorIndex:
     @classmethod
     def build(cls, vectors: np.ndarray, kind: str = "auto", *, seed: int = RECALL_SEED,
               recall_queries: int = RECALL_QUERIES) -> "VectorIndex":
-        """Index ``vectors`` (N, D) L2-normalised; ``kind`` one of :data:`INDEX_KINDS` or ``auto``
+        """Index ``vectors`` (N, D) L2-normalised; ``kind`` a key of :attr:`FAISS_TYPES` or ``auto``
         (flat up to :data:`FLAT_MAX_ITEMS` items, else pq). Approximate kinds are tuned and their
         recall@10 measured on ``recall_queries`` queries drawn with ``seed`` (see module doc)."""
         vectors = _as_unit_float32(vectors)
         kind = choose_kind(len(vectors)) if kind == "auto" else kind
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {kind!r}: choose one of auto, {', '.join(INDEX_KINDS)}")
+        if kind not in cls.FAISS_TYPES:
+            raise ValueError(f"unknown index kind {kind!r}: choose one of auto, {', '.join(cls.FAISS_TYPES)}")
         started = time.perf_counter()
         n, dim = vectors.shape
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
-            _add_in_chunks(index, vectors)
+            add_in_chunks(index, vectors)
             return cls(vectors, index, kind, {"exact": True, "recall_at_10": 1.0,
                                               "build_seconds": round(time.perf_counter() - started, 3)})
         if n < 2:
             raise ValueError(f"an {kind} index needs at least 2 vectors, got {n}; use kind='flat'")
-        if kind == "pq":
-            m = pq_subquantizers(dim)
-            index = faiss.IndexPQFastScan(dim, m, 4, faiss.METRIC_INNER_PRODUCT)
-            # 160 tiny k-means (16 centroids in 8 dims): 1 s on one thread, 2-15 s on two busy cores
-            with _faiss_threads(0):
-                index.train(np.ascontiguousarray(vectors[_seeded_rows(n, min(n, PQ_TRAIN_ROWS), seed)]))
-            _add_in_chunks(index, vectors)
-            params = {"M": m, "nbits": 4}
-        elif kind == "ivf":
-            nlist = ivf_nlist(n)
-            quantizer = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            index.cp.spherical = True  # centroids on the unit sphere, as the data
-            train = _seeded_rows(n, min(n, IVF_TRAIN_PER_LIST * nlist), seed)
-            index.train(np.ascontiguousarray(vectors[train]))
-            _add_in_chunks(index, vectors)
-            params = {"nlist": nlist}
-        else:
-            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            _add_in_chunks(index, vectors)
-            params = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
+        index, params = cls._make(kind, vectors, seed)
         built = cls(vectors, index, kind, {"exact": False, "params": params})
         built._tune(seed, recall_queries)
         built.info["build_seconds"] = round(time.perf_counter() - started, 3)
         return built
 
+    @classmethod
+    def _make(cls, kind: str, vectors: np.ndarray, seed: int) -> tuple[faiss.Index, dict]:
+        """The FAISS index of the approximate ``kind`` over ``vectors`` (N, D) unit float32, trained on
+        rows drawn with ``seed`` and filled, with its build parameters (for ``info["params"]``)."""
+        n, dim = vectors.shape
+        m = pq_subquantizers(dim)
+        index = faiss.IndexPQFastScan(dim, m, 4, faiss.METRIC_INNER_PRODUCT)
+        # 160 tiny k-means (16 centroids in 8 dims): 1 s on one thread, 2-15 s on two busy cores
+        with _faiss_threads(0):
+            index.train(np.ascontiguousarray(vectors[seeded_rows(n, min(n, PQ_TRAIN_ROWS), seed)]))
+        add_in_chunks(index, vectors)
+        return index, {"M": m, "nbits": 4}
+
     # --- tuning and recall ----------------------------------------------------------------------
 
     def _tune(self, seed: int, n_queries: int) -> None:
-        """Smallest rerank / nprobe / efSearch (doubling) whose measured recall@10 reaches RECALL_GOAL."""
+        """Smallest search parameter of :meth:`_tuning_ladder` whose measured recall@10 reaches
+        RECALL_GOAL (the last one tried when none does)."""
         queries = sample_queries(self.vectors, n_queries, seed)
         exact = exact_search(self.vectors, queries, RECALL_K)
-        if self.kind == "pq":
-            # never more than PQ_MAX_RERANK rows a query: past that the target counts as missed
-            ladder = (40, 80, 160, 320, 640, 1280, 2560, PQ_MAX_RERANK)
-            settings = [v for v in ladder if v < len(self)] + ([len(self)] if len(self) <= PQ_MAX_RERANK else [])
-        elif self.kind == "ivf":
-            nlist = self.faiss_index.nlist
-            settings = sorted({min(nlist, v) for v in (8, 16, 32, 64, 128, 256, 512, 1024, nlist)})
-        else:
-            settings = [64, 128, 256, 512, 1024, 2048]
-        for value in settings:
+        for value in self._tuning_ladder():
             self._set_search_param(value)
             recall = recall_at_k(self.search(queries, RECALL_K).ids, exact, RECALL_K)
             if recall >= RECALL_GOAL:
@@ -184,22 +161,22 @@ class VectorIndex:
                          recall_target_met=bool(recall >= RECALL_TARGET))
         self.info["params"].update(self._search_param())
 
+    def _tuning_ladder(self) -> list[int]:
+        """pq: the rerank values to try, doubling; never more than PQ_MAX_RERANK rows a query (past
+        that the target counts as missed)."""
+        ladder = (40, 80, 160, 320, 640, 1280, 2560, PQ_MAX_RERANK)
+        return [v for v in ladder if v < len(self)] + ([len(self)] if len(self) <= PQ_MAX_RERANK else [])
+
     def _set_search_param(self, value: int) -> None:
-        if self.kind == "pq":
-            self.rerank = int(value)
-        elif self.kind == "ivf":
-            self.faiss_index.nprobe = int(value)
-        elif self.kind == "hnsw":
-            self.faiss_index.hnsw.efSearch = int(value)
+        self.rerank = int(value)  # pq's; flat has none
+
+    def _get_search_param(self) -> int:
+        return self.rerank
 
     def _search_param(self) -> dict:
-        if self.kind == "pq":
-            return {"rerank": int(self.rerank)}
-        if self.kind == "ivf":
-            return {"nprobe": int(self.faiss_index.nprobe)}
-        if self.kind == "hnsw":
-            return {"efSearch": int(self.faiss_index.hnsw.efSearch)}
-        return {}
+        """``{name: value}`` of the kind's tuned search parameter; ``{}`` for flat."""
+        name = self.SEARCH_PARAMS.get(self.kind)
+        return {name: int(self._get_search_param())} if name else {}
 
     def measure_recall(self, queries: np.ndarray | None = None, k: int = RECALL_K, seed: int = RECALL_SEED,
                        n_queries: int = RECALL_QUERIES) -> float:
@@ -289,13 +266,11 @@ class VectorIndex:
         Approximate: for ``sample`` seeded rows, the nearest row with a different vector among the
         index's top ``k`` (an upper bound per row; with recall@10 above 0.95 nearly always the true
         one), at a small fraction of the exact cost on a large gallery."""
-        from .vectors import typical_nn_distance
-
         n = len(self)
         if self.exact:
             distinct = np.unique(np.asarray(self.vectors), axis=0)
-            return typical_nn_distance(distinct, sample=sample, seed=seed) if len(distinct) >= 2 else 0.0
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+            return vec.typical_nn_distance(distinct, sample=sample, seed=seed) if len(distinct) >= 2 else 0.0
+        rows = seeded_rows(n, min(n, sample), seed)
         ids = self.search(np.asarray(self.vectors[rows]), k).ids
         distances = []
         for row, found in zip(rows, ids):
@@ -325,11 +300,13 @@ class VectorIndex:
         atomic_write_bytes(path.with_suffix(path.suffix + ".json"), json.dumps(full, indent=1).encode())
 
     def _identity(self) -> dict:
-        return {"kind": self.kind, "n": len(self), "dim": self.dim, "faiss": faiss.__version__}
+        return {"kind": self.kind, "n": len(self), "dim": self.dim, "faiss": FAISS_VERSION}
 
 
-def load_index(path: Path, vectors: np.ndarray, expect: dict) -> VectorIndex:
-    """Load the index saved at ``path`` for ``vectors`` (N, D), if its manifest matches ``expect``.
+def load_index(path: Path, vectors: np.ndarray, expect: dict,
+               index_class: type[VectorIndex] = VectorIndex) -> VectorIndex:
+    """Load the index saved at ``path`` for ``vectors`` (N, D), if its manifest matches ``expect``, as
+    an ``index_class`` (which says what kinds exist: :attr:`VectorIndex.FAISS_TYPES`).
 
     Raises StaleIndexError (message says what differs) when the file is missing, damaged (checksum),
     built by another FAISS version, for other dims or item count, of an unknown kind, or when any key
@@ -345,12 +322,12 @@ def load_index(path: Path, vectors: np.ndarray, expect: dict) -> VectorIndex:
         raise StaleIndexError(f"index manifest {meta_path.name} is unreadable ({exc})") from exc
     if not isinstance(meta, dict):
         raise StaleIndexError(f"index manifest {meta_path.name} is not a JSON object")
-    wanted = dict(expect, n=int(vectors.shape[0]), dim=int(vectors.shape[1]), faiss=faiss.__version__)
+    wanted = dict(expect, n=int(vectors.shape[0]), dim=int(vectors.shape[1]), faiss=FAISS_VERSION)
     for key, value in wanted.items():
         if meta.get(key) != value:
             raise StaleIndexError(f"index {path.name} is stale: {key} is {meta.get(key)!r}, expected {value!r}")
     kind = meta.get("kind")
-    if kind not in INDEX_KINDS:
+    if kind not in index_class.FAISS_TYPES:
         raise StaleIndexError(f"index {path.name} is of unknown kind {kind!r}")
     try:
         digest = file_sha256(path)
@@ -364,13 +341,11 @@ def load_index(path: Path, vectors: np.ndarray, expect: dict) -> VectorIndex:
         raise StaleIndexError(f"index {path.name} is damaged ({str(exc).splitlines()[0][:120]})") from exc
     if index.ntotal != vectors.shape[0] or index.d != vectors.shape[1]:
         raise StaleIndexError(f"index {path.name} holds {index.ntotal}x{index.d}, expected {vectors.shape}")
-    expected_type = {"flat": faiss.IndexFlatIP, "pq": faiss.IndexPQFastScan, "ivf": faiss.IndexIVFFlat,
-                     "hnsw": faiss.IndexHNSWFlat}[kind]
-    if not isinstance(index, expected_type):
+    if not isinstance(index, index_class.FAISS_TYPES[kind]):
         raise StaleIndexError(f"index {path.name} says {kind} but holds a {type(index).__name__}")
     info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
-    loaded = VectorIndex(_as_unit_float32(vectors), index, kind, info or None)
-    search_param = (info.get("params") or {}).get({"pq": "rerank", "ivf": "nprobe", "hnsw": "efSearch"}.get(kind, ""))
+    loaded = index_class(_as_unit_float32(vectors), index, kind, info or None)
+    search_param = (info.get("params") or {}).get(index_class.SEARCH_PARAMS.get(kind, ""))
     if search_param:
         loaded._set_search_param(search_param)
     return loaded
@@ -391,11 +366,6 @@ def pq_subquantizers(dim: int) -> int:
     ``dim`` not above that target."""
     target = max(1, dim // 8, min(128, dim // 2))
     return next(m for m in range(target, 0, -1) if dim % m == 0)
-
-
-def ivf_nlist(n: int) -> int:
-    """Inverted lists for ``n`` vectors: about 4 sqrt(n), at most n / 39 (enough training points)."""
-    return int(max(1, min(round(4 * math.sqrt(n)), n // 39)))
 
 
 def sample_queries(vectors: np.ndarray, n: int = RECALL_QUERIES, seed: int = RECALL_SEED) -> np.ndarray:
@@ -443,51 +413,17 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, k: int = RECALL_K) -> floa
     return total / max(1, len(found))
 
 
-def clustered_unit_vectors(n: int, dim: int, seed: int = 0, per_cluster: int = 100, max_clusters: int = 1000,
-                           rank: int = 128, chunk: int = 65_536) -> np.ndarray:
-    """(n, dim) float32 synthetic unit vectors shaped like convnet features, for tests and benchmarks.
-
-    Each row is ``0.5 m + 0.6 c_k + 0.6 (z W) + noise``, normalised: a mean direction m shared by all
-    (real pooled features have one: imagen's mean row has norm 0.45), one of
-    min(max_clusters, n / per_cluster) random cluster centres c_k (a photo collection has a bounded
-    number of concepts, ImageNet-1k's 1000 by default, with more photos of each as it grows), a
-    within-cluster part in a ``rank``-dimensional subspace with a decaying spectrum, and isotropic
-    noise. On 1280 dims: a median cosine of about 0.19 between random rows and about 0.58 to the
-    nearest neighbour at 10k-300k rows (imagen's 1,000 pooled features: 0.19 and 0.52).
-    Generated in chunks (no float64 copy), deterministic for a seed.
-    """
-    rng = np.random.default_rng(seed)
-
-    def unit(a):
-        return a / np.linalg.norm(a, axis=-1, keepdims=True)
-
-    clusters = max(2, min(max_clusters, n // per_cluster))
-    mean = unit(rng.standard_normal(dim, dtype=np.float32))
-    centres = unit(rng.standard_normal((clusters, dim), dtype=np.float32))
-    basis = unit(rng.standard_normal((rank, dim), dtype=np.float32))
-    spectrum = np.arange(1, rank + 1, dtype=np.float32) ** -0.5
-    spectrum /= np.linalg.norm(spectrum)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        members = rng.integers(0, clusters, m)
-        within = (rng.standard_normal((m, rank), dtype=np.float32) * spectrum) @ basis
-        rows = 0.5 * mean + 0.6 * centres[members] + 0.6 * within
-        rows += rng.standard_normal((m, dim), dtype=np.float32) * np.float32(0.6 / np.sqrt(dim))
-        out[start:start + m] = unit(rows)
-    return out
-
-
 def _faiss_threads(queries: int):
     """One OpenMP thread for a small search (see SINGLE_THREAD_QUERIES), else FAISS's default."""
     return _BLAS.limit(limits=1, user_api="openmp") if queries <= SINGLE_THREAD_QUERIES else contextlib.nullcontext()
 
 
-def _seeded_rows(n: int, size: int, seed: int) -> np.ndarray:
+def seeded_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """``size`` distinct row numbers of ``n``, drawn with ``seed``, sorted (int64)."""
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def _add_in_chunks(index: faiss.Index, vectors: np.ndarray, chunk: int = 65_536) -> None:
+def add_in_chunks(index: faiss.Index, vectors: np.ndarray, chunk: int = 65_536) -> None:
     """Add rows in chunks, so that a memory-mapped matrix is never copied whole."""
     for start in range(0, len(vectors), chunk):
         index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import figures, geometry, ground_truth, offsets, thresholds
 from . import vectors as vec
+from .models.heatmaps import TARGET_NAMES, question_targets
 from .wording import why
 
 #: C's nearest neighbours drawn in the geometry picture.
@@ -80,7 +81,6 @@ def question_heatmaps(gallery, models, inputs, answer_id: int, load_image):
     """Grad-CAM maps of A, B, C and the answer D toward the 3CosAdd query and toward C (pooled space):
     a :class:`pipeline.models.heatmaps.SimilarityMaps` with N = 4. ``load_image``: path -> RGB image
     (e.g. ``Explorer.load``); an uploaded input is read from its ``source``."""
-    from .models.heatmaps import TARGET_NAMES, question_targets
 
     sources = [gallery.path(inp.item_id) if inp.item_id is not None else inp.source for inp in inputs]
     images = [load_image(s) for s in sources] + [load_image(gallery.path(answer_id))]

@@ -17,24 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import file_sha256
 from .errors import CacheError
+from .images import file_sha256
+
+#: What to do about a cache folder that cannot be written (the end of a CacheError's message).
+CACHE_DIR_HINT = "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR."
 
 
-def safe_name(name: str) -> str:
-    """``name`` (a model name such as ``sentence-transformers/all-MiniLM-L6-v2``) as a piece of a cache
-    file name: characters other than letters, digits, ``_.-`` become ``_``; at most 80 characters."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
+def safe_filename(text: str, max_chars: int = 80) -> str:
+    """``text`` as part of a file name in a cache: every character but ``A-Z a-z 0-9 _ . -`` becomes
+    ``_``, and at most ``max_chars`` characters are kept (may be empty when ``text`` is)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:max_chars]
 
 
-def ensure_dir(folder: Path) -> Path:
-    """Create ``folder`` (and parents) if needed; CacheError with a plain message when impossible."""
+def ensure_dir(folder: Path, hint: str = CACHE_DIR_HINT) -> Path:
+    """Create ``folder`` (and parents) if needed; CacheError with a plain message when impossible,
+    ending with ``hint`` (what to do)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CacheError(f"cannot write to {folder} ({exc.strerror or exc}). "
-                         "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
+        raise CacheError(f"cannot write to {folder} ({exc.strerror or exc}). {hint}") from exc
     return folder
 
 
@@ -49,8 +52,7 @@ def replacing(path: Path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         os.close(fd)
     except OSError as exc:
-        raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). "
-                         "Choose a writable cache folder with --cache-dir or IAE_CACHE_DIR.") from exc
+        raise CacheError(f"cannot write to {path.parent} ({exc.strerror or exc}). {CACHE_DIR_HINT}") from exc
     try:
         yield tmp
         os.replace(tmp, path)

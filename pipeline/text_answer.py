@@ -24,7 +24,7 @@ import numpy as np
 from . import vectors as vec
 from .explain import templates
 from .labels import imagenet_classes
-from .storage import CacheError, read_array, read_json, safe_name, write_array, write_json
+from .storage import CacheError, read_array, read_json, safe_filename, write_array, write_json
 
 
 def _norm_text(text: str) -> str:
@@ -48,7 +48,7 @@ def class_vocabulary(models, cache_dir: Path, text_model: str) -> tuple[list[str
     """
     texts = class_caption_texts(models.labels_captioner)
     digest = hashlib.sha256(("\n".join(texts) + "\n" + text_model).encode()).hexdigest()
-    base = Path(cache_dir) / "vocabulary" / f"imagenet-classes-{safe_name(text_model)}-{digest[:16]}"
+    base = Path(cache_dir) / "vocabulary" / f"imagenet-classes-{safe_filename(text_model)}-{digest[:16]}"
     vectors = None
     try:
         meta = read_json(base.with_suffix(".json"))

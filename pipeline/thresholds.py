@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .index import VectorIndex
 from .wording import prompts, why
 
 RATIO = 0.5
@@ -80,7 +81,6 @@ def nearest_distinct_cosines(index, sample: int = SAMPLE, seed: int = SEED, k: i
     if index.exact:  # copies collapsed first, as Gallery.typical_nn_distance does (k need not cover them)
         distinct = np.unique(np.asarray(index.vectors, dtype=np.float32), axis=0)
         if len(distinct) < len(index):
-            from .index import VectorIndex
 
             index = VectorIndex.build(distinct, kind="flat")
     n = len(index)

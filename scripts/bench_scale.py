@@ -4,7 +4,7 @@
         [--queries 40] [--images 200] [--skip-index] [--skip-build] [--json out.json]
 
 Part 1, indexes (synthetic unit vectors of the product's dims: 1280 = pooled EfficientNet-Lite0
-activations, 384 = MiniLM caption embeddings; :func:`pipeline.index.clustered_unit_vectors`). For each
+activations, 384 = MiniLM caption embeddings; :func:`scripts.bench_lib.clustered_unit_vectors`). For each
 size and each index kind, measured in the same run as exact search (``flat``):
 - build seconds (approximate kinds include their build-time recall measurement and tuning), index
   memory (estimated from the FAISS structures) and the process's RSS after the build;
@@ -15,8 +15,8 @@ size and each index kind, measured in the same run as exact search (``flat``):
   queries drawn with another seed; and how many analogies got exactly the exact answers (top-5,
   baselines, verdicts, winner without exclusion) -- with the ratio of each p50 to exact search's.
 Targets: a single analogy with all baselines at 1M items under 50 ms p50 on this 2-core machine;
-recall@10 >= 0.95. ``ivf`` and ``hnsw`` run up to 100k items only (their build time; see
-pipeline/index.py). The exact path at 1M runs fewer queries (it takes about a second each).
+recall@10 >= 0.95. ``ivf`` and ``hnsw`` (:class:`scripts.bench_lib.BenchIndex`) run up to 100k items
+only (their build time; see scripts/bench_lib.py). The exact path at 1M runs fewer queries (it takes about a second each).
 
 Part 2, builds: images/second of ``gallery build`` over the same ``--images`` imagen photos, local
 engine (per ``--batch-sizes``) against the Ray engine on a local Ray instance (start-up timed apart),
@@ -43,7 +43,8 @@ from pipeline import index as ix  # noqa: E402
 from pipeline.analogy import AnalogyInput, solve_space  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.gallery import Gallery, GalleryItem, build_gallery  # noqa: E402
-from pipeline.index import VectorIndex, clustered_unit_vectors  # noqa: E402
+from pipeline.index import VectorIndex  # noqa: E402
+from scripts.bench_lib import HNSW_M, BenchIndex, clustered_unit_vectors  # noqa: E402
 
 SPACE = "image:pooled"
 IMAGEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagen"
@@ -65,7 +66,7 @@ def index_megabytes(index: VectorIndex) -> float:
     elif index.kind == "ivf":
         size = n * (d * 4 + 8) + f.nlist * d * 4
     else:  # hnsw: vectors + about 2M links on level 0 and a few above
-        size = n * d * 4 + n * (2 * ix.HNSW_M * 4) * 1.1
+        size = n * d * 4 + n * (2 * HNSW_M * 4) * 1.1
     return size / 1e6
 
 
@@ -114,7 +115,7 @@ def bench_size(n: int, dim: int, queries: int, seed: int, settings: Settings, st
         gc.collect()
         before = rss_gb()
         t0 = time.perf_counter()
-        index = VectorIndex.build(vectors, kind)
+        index = BenchIndex.build(vectors, kind)
         build_s = time.perf_counter() - t0
         gallery._indexes[SPACE] = index
         if not gallery._nn_distance:  # measured once (the exact one costs minutes at 1M, and is cached)

@@ -1,6 +1,8 @@
 """The FAISS seam: every index kind builds, searches, measures its recall, and round-trips through
 save/load with a manifest that refuses stale or damaged files. Real FAISS on synthetic clustered
-unit vectors (small dims keep these fast; the benchmark runs the product's dims)."""
+unit vectors (small dims keep these fast; the benchmark runs the product's dims). The product's kinds
+are flat and pq; ivf and hnsw (the benchmark's :class:`scripts.bench_lib.BenchIndex`) run on the same
+VectorIndex machinery, so they are tested through it too."""
 from __future__ import annotations
 
 import json
@@ -9,9 +11,9 @@ import numpy as np
 import pytest
 
 from pipeline import index as ix
-from pipeline.index import (INDEX_KINDS, StaleIndexError, VectorIndex, clustered_unit_vectors, exact_search,
-                            load_index, recall_at_k, sample_queries)
+from pipeline.index import StaleIndexError, VectorIndex, exact_search, load_index, recall_at_k, sample_queries
 from pipeline.storage import CacheError
+from scripts.bench_lib import ALL_KINDS, BenchIndex, clustered_unit_vectors
 
 N, DIM = 3000, 64
 
@@ -23,7 +25,7 @@ def vectors():
 
 @pytest.fixture(scope="module")
 def built(vectors):
-    return {kind: VectorIndex.build(vectors, kind) for kind in INDEX_KINDS}
+    return {kind: BenchIndex.build(vectors, kind) for kind in ALL_KINDS}
 
 
 def test_auto_picks_flat_up_to_the_threshold_then_pq(monkeypatch, vectors):
@@ -34,7 +36,7 @@ def test_auto_picks_flat_up_to_the_threshold_then_pq(monkeypatch, vectors):
     assert VectorIndex.build(vectors[:1001]).kind == "pq"
 
 
-@pytest.mark.parametrize("kind", INDEX_KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_every_kind_finds_the_true_neighbours_and_reports_recall(built, vectors, kind):
     index = built[kind]
     assert index.kind == kind and len(index) == N and index.dim == DIM
@@ -79,7 +81,7 @@ def test_flat_against_exact_search_has_recall_one(built, vectors):
 
 def test_an_approximate_index_below_target_says_so(vectors):
     # an IVF index held at nprobe 1 over many lists misses neighbours: the measurement shows it
-    index = VectorIndex.build(vectors, "ivf")
+    index = BenchIndex.build(vectors, "ivf")
     index.faiss_index.nprobe = 1
     assert index.measure_recall(seed=11) < index.info["recall_at_10"]
 
@@ -101,7 +103,7 @@ def test_similarities_on_candidate_rows_equal_the_full_product(built, vectors):
     np.testing.assert_allclose(index.similarities(q), vectors @ q.T, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", INDEX_KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_round_trip_every_kind_with_its_manifest(tmp_path, built, vectors, kind):
     index = built[kind]
     path = tmp_path / f"{kind}.faiss"
@@ -109,7 +111,7 @@ def test_round_trip_every_kind_with_its_manifest(tmp_path, built, vectors, kind)
     meta = json.loads(path.with_suffix(".faiss.json").read_text())
     assert meta["kind"] == kind and meta["n"] == N and meta["dim"] == DIM
     assert meta["info"]["recall_at_10"] == index.info["recall_at_10"]
-    loaded = load_index(path, vectors, {"model": "m1", "items_digest": "abc"})
+    loaded = load_index(path, vectors, {"model": "m1", "items_digest": "abc"}, BenchIndex)
     assert loaded.kind == kind and loaded.info == index.info
     if kind != "flat":
         assert loaded.info["params"] == index.info["params"]  # nprobe / efSearch restored
@@ -120,34 +122,34 @@ def test_round_trip_every_kind_with_its_manifest(tmp_path, built, vectors, kind)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
     # only the expected kind is accepted when the caller asks for one
     with pytest.raises(StaleIndexError, match="kind"):
-        load_index(path, vectors, {"model": "m1", "kind": "hnsw" if kind != "hnsw" else "ivf"})
+        load_index(path, vectors, {"model": "m1", "kind": "hnsw" if kind != "hnsw" else "ivf"}, BenchIndex)
 
 
 def test_stale_and_damaged_indexes_are_refused(tmp_path, built, vectors):
     path = tmp_path / "i.faiss"
     built["ivf"].save(path, {"model": "m1"})
     with pytest.raises(StaleIndexError, match="model"):
-        load_index(path, vectors, {"model": "m2"})
+        load_index(path, vectors, {"model": "m2"}, BenchIndex)
     with pytest.raises(StaleIndexError, match="n is"):
-        load_index(path, vectors[:-1], {"model": "m1"})
+        load_index(path, vectors[:-1], {"model": "m1"}, BenchIndex)
     with pytest.raises(StaleIndexError, match="no saved index"):
-        load_index(tmp_path / "missing.faiss", vectors, {"model": "m1"})
+        load_index(tmp_path / "missing.faiss", vectors, {"model": "m1"}, BenchIndex)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(StaleIndexError, match="damaged"):
-        load_index(path, vectors, {"model": "m1"})
+        load_index(path, vectors, {"model": "m1"}, BenchIndex)
     meta = path.with_suffix(".faiss.json")
     meta.write_text("{not json")
     with pytest.raises(StaleIndexError, match="unreadable"):
-        load_index(path, vectors, {"model": "m1"})
+        load_index(path, vectors, {"model": "m1"}, BenchIndex)
     # a manifest that names another kind than the file holds
     built["flat"].save(path, {"model": "m1"})
     fake = json.loads(meta.read_text())
     fake["kind"] = "ivf"
     meta.write_text(json.dumps(fake))
     with pytest.raises(StaleIndexError, match="holds a"):
-        load_index(path, vectors, {"model": "m1"})
+        load_index(path, vectors, {"model": "m1"}, BenchIndex)
 
 
 def test_save_to_an_unwritable_place_is_a_cache_error(tmp_path, built):
@@ -163,7 +165,7 @@ def test_bad_input_is_refused_with_clear_errors(vectors):
     with pytest.raises(ValueError, match="not L2-normalised"):
         VectorIndex.build(vectors * 2)
     with pytest.raises(ValueError, match="at least 2"):
-        VectorIndex.build(vectors[:1], "ivf")
+        BenchIndex.build(vectors[:1], "ivf")
     with pytest.raises(ValueError, match="dims"):
         VectorIndex.build(vectors, "flat").search(np.ones((1, DIM + 1), np.float32), 3)
 
@@ -175,7 +177,7 @@ def test_typical_nn_distance_of_an_approximate_index_matches_exact(built, vector
     # duplicates are skipped: the nearest *distinct* row
     doubled = np.concatenate([vectors[:500], vectors[:500]])
     flat = VectorIndex.build(doubled, "flat").typical_nn_distance()
-    assert flat > 0 and VectorIndex.build(doubled, "hnsw").typical_nn_distance(sample=200) == pytest.approx(flat, rel=0.1)
+    assert flat > 0 and BenchIndex.build(doubled, "hnsw").typical_nn_distance(sample=200) == pytest.approx(flat, rel=0.1)
 
 
 def test_synthetic_vectors_are_deterministic_unit_and_clustered():

@@ -16,9 +16,9 @@ import pytest
 from pipeline import vectors as vec
 from pipeline.analogy import CANDIDATE_MARGIN, AnalogyInput, solve_space
 from pipeline.gallery import FeatureTable, Gallery, GalleryItem, build_gallery, store_dir_for
-from pipeline.index import VectorIndex, clustered_unit_vectors
 from pipeline.models import Models
 from pipeline.storage import read_array, read_json
+from scripts.bench_lib import BenchIndex, clustered_unit_vectors
 from tests.conftest import REPO
 
 SPACE = "image:pooled"
@@ -33,7 +33,7 @@ def synthetic_gallery(tmp_path, pooled: np.ndarray, settings, kind: str) -> Gall
     items = [GalleryItem(i, f"img/{i:05d}.jpg", f"{i:064x}", f"cluster {i % 40}") for i in range(len(pooled))]
     gallery = Gallery(tmp_path, items, pooled, np.zeros((len(pooled), 8), np.float32), tmp_path / f"store-{kind}",
                       "synthetic", settings)
-    gallery._indexes[SPACE] = VectorIndex.build(gallery.vectors(SPACE), kind)
+    gallery._indexes[SPACE] = BenchIndex.build(gallery.vectors(SPACE), kind)
     return gallery
 
 

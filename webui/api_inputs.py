@@ -20,6 +20,9 @@ import os
 import reprlib
 from typing import Any, Callable, Mapping, Sequence
 
+import gradio as gr
+from gradio.utils import get_upload_folder
+
 from pipeline.config import LAYERS
 from pipeline.errors import ApiInputError
 from pipeline.intents import MAX_QUESTION_CHARS
@@ -135,7 +138,6 @@ def report_name(value: Any, name: str = "name", *, names: Sequence[str]) -> str 
 
 def upload_folder() -> str:
     """The folder Gradio keeps uploads in (``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``)."""
-    from gradio.utils import get_upload_folder
 
     return get_upload_folder()
 
@@ -162,7 +164,6 @@ def install(blocks, checks: Mapping[Any, Check]) -> None:
     sent, before Gradio preprocesses them; also refuse any event called with too few inputs. A
     refusal reaches the caller as ``gr.Error(one line)`` (no traceback in the log) and is logged in
     one line. Hooks ``Blocks.preprocess_data`` (Gradio 6), through which every event's inputs pass."""
-    import gradio as gr
 
     by_id = {component._id: check for component, check in checks.items()}
     original = blocks.preprocess_data

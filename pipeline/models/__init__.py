@@ -1,6 +1,7 @@
 """The one seam that loads models. Everything outside ``pipeline.models`` takes and returns numpy
 arrays, PIL images and dataclasses; only here are torch, transformers, sentence-transformers and
-onnxruntime imported (lazily: importing this package loads nothing).
+onnxruntime imported (lazily: importing this package loads none of them; each loads with the first
+model that needs it).
 
 :class:`Models` holds the models for one :class:`~pipeline.config.Settings`, loads each on first use,
 and serialises calls into each model with a lock, so that ONNX sessions, tokenizers and torch modules
@@ -15,18 +16,25 @@ import numpy as np
 from PIL import Image
 
 from ..config import Settings
+from ..errors import BackboneUnavailable, SettingsError
+from .captioners import BlipCaptioner, LabelsCaptioner
+from .convnet import EFFICIENTNET_NAMES, ConvnetOutput, center_crop_array, efficientnet_input, load_classifier
+from .head import classifier_head
+from .heatmaps import SimilarityCAM
+from .text import TextEmbedder
 
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through (``cuda``
-    without a GPU raises ValueError with a plain message)."""
+    without a GPU raises SettingsError with a plain message)."""
     if device == "cpu":
         return "cpu"
+    # deferred: torch takes seconds to import; the CPU path (onnxruntime) never needs it
     import torch
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
-        raise ValueError("--device cuda was asked for, but torch sees no GPU here. Use --device cpu or auto.")
+        raise SettingsError("--device cuda was asked for, but torch sees no GPU here. Use --device cpu or auto.")
     return "cuda" if has_cuda else "cpu"
 
 
@@ -50,28 +58,20 @@ class Models:
 
     @cached_property
     def classifier(self):
-        from .convnet import load_classifier
-
         with self._locks["load"]:
             return load_classifier(self.settings.backbone, self.device, self.settings.cache_dir)
 
     @cached_property
     def text_embedder(self):
-        from .text import TextEmbedder
-
         with self._locks["load"]:
             return TextEmbedder(self.settings.text_model, device=self.device)
 
     @cached_property
     def labels_captioner(self):
-        from .captioners import LabelsCaptioner
-
         return LabelsCaptioner()
 
     def blip(self):
         """The BLIP captioner (loaded once); raises CaptionerUnavailable where it cannot load."""
-        from .captioners import BlipCaptioner
-
         with self._locks["load"]:
             if self._blip is None:
                 self._blip = BlipCaptioner(self.settings.blip_model, device=self.device,
@@ -90,8 +90,6 @@ class Models:
 
         Returns a ConvnetOutput: pooled (N, P) float32, logits (N, 1000) float32, not normalised.
         """
-        from .convnet import ConvnetOutput
-
         classifier = self.classifier
         n = 0 if batch is None else len(batch)
         parts = []
@@ -106,18 +104,12 @@ class Models:
         """The convnet's last layer as numpy (:class:`pipeline.models.head.ClassifierHead`: weight
         (1000, P), bias (1000,) float32); cached on disk for the packaged weights, so the ONNX path
         reads it without torch."""
-        from .head import classifier_head
-
         return classifier_head(self.classifier, self.settings.cache_dir)
 
     def similarity_maps(self, images: list[Image.Image], targets: np.ndarray, names: tuple[str, ...] | None = None):
         """Grad-CAM maps of each RGB image's similarity to each target vector of pooled space (T, P)
         (:mod:`pipeline.models.heatmaps`, torch EfficientNet-Lite, loaded on first use): a
         SimilarityMaps with maps (N, T, 7, 7) in [0, 1], similarities (N, T), crops (N, 224, 224, 3)."""
-        from ..errors import BackboneUnavailable
-        from .convnet import EFFICIENTNET_NAMES, center_crop_array, efficientnet_input
-        from .heatmaps import SimilarityCAM
-
         if self.settings.backbone not in EFFICIENTNET_NAMES:
             raise BackboneUnavailable(f"heatmaps need the {EFFICIENTNET_NAMES[0]} backbone, not {self.settings.backbone!r}")
         with self._locks["load"]:

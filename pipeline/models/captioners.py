@@ -11,8 +11,8 @@ Three sources, each recorded with the caption it made (:class:`Caption`):
 :func:`resolve_captioner` is the ``auto`` rule. It never falls back silently: every fallback comes
 with a one-line announcement for the user.
 
-torch and transformers are imported lazily, by :class:`BlipCaptioner` only, so that label and file
-captions cost no heavy import.
+torch, transformers and huggingface_hub are imported lazily, by :class:`BlipCaptioner` only, so that
+label and file captions cost no heavy import.
 """
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from pipeline.config import PROMPTS_DIR
-from ..errors import CaptionerUnavailable
+from ..config import PROMPTS_DIR
+from ..errors import CaptionerUnavailable, GalleryError, SettingsError, error_line
+from ..images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -34,9 +35,6 @@ CPU_BLIP_SECONDS_PER_IMAGE = 2.5
 
 #: How long to wait for the Hugging Face hub before declaring it unreachable (seconds).
 HUB_PROBE_TIMEOUT_S = 3.0
-
-#: Image file suffixes that a ``.txt`` sidecar may belong to.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 CAPTIONER_NAMES = ("file", "blip", "labels")
 
@@ -130,7 +128,7 @@ class LabelsCaptioner:
 
 def _hub_offline() -> bool:
     """Offline mode as huggingface_hub saw it at import, or as the environment says now."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred with BLIP: only loading BLIP asks the hub
 
     def is_true(value: str | None) -> bool:
         return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
@@ -142,6 +140,7 @@ def _hub_offline() -> bool:
 def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """One quick request to the hub endpoint. Without it, an unreachable hub costs minutes of retries
     (huggingface_hub backs off 2 + 4 + 8 + 8 s per file) before transformers gives up."""
+    # deferred with BLIP: only loading BLIP asks the hub
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
 
@@ -150,11 +149,6 @@ def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     except Exception:  # any answer at all means reachable; no answer means not
         return False
     return True
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def blip_name(model: str) -> str:
@@ -190,6 +184,7 @@ class BlipCaptioner:
         load_kwargs = {"local_files_only": True} if reason else {}
 
         try:
+            # deferred: torch and transformers take seconds to import; only BLIP captions need them
             import torch
             from transformers import BlipForConditionalGeneration, BlipProcessor
 
@@ -198,13 +193,13 @@ class BlipCaptioner:
             self.model = BlipForConditionalGeneration.from_pretrained(model, dtype=self.dtype, **load_kwargs)
             self.model.to(device).eval()
         except Exception as exc:
-            why = f"BLIP model {model!r} could not be loaded ({reason or _one_line(exc)})"
+            why = f"BLIP model {model!r} could not be loaded ({reason or error_line(exc, cause=True)})"
             raise CaptionerUnavailable(f"{why}. {advice}", reason=why) from exc
 
     def caption(self, images: list["Image.Image"], batch_size: int = 8) -> list[str]:
         """One caption per image, generated in batches of ``batch_size`` (at most ``max_new_tokens``
         new tokens each), special tokens removed, whitespace stripped."""
-        import torch
+        import torch  # deferred, as in __init__ (already loaded by then)
 
         captions: list[str] = []
         for start in range(0, len(images), max(1, int(batch_size))):
@@ -254,17 +249,21 @@ class FileCaptions:
     def _read_csv(path: Path) -> dict[str, str]:
         if not path.is_file():
             return {}
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"file", "caption"} <= {h.strip() for h in reader.fieldnames}:
-                raise ValueError(f"{path}: the header must be 'file,caption', found {reader.fieldnames}")
-            out = {}
-            for row in reader:
-                row = {(k or "").strip(): v for k, v in row.items()}
-                file, caption = (row.get("file") or "").strip(), " ".join((row.get("caption") or "").split())
-                if file and caption:
-                    out[_norm_rel(file)] = caption
-            return out
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames or not {"file", "caption"} <= {h.strip() for h in reader.fieldnames}:
+                    raise GalleryError(f"{path}: the header must be 'file,caption', found {reader.fieldnames}")
+                out = {}
+                for row in reader:
+                    row = {(k or "").strip(): v for k, v in row.items()}
+                    file, caption = (row.get("file") or "").strip(), " ".join((row.get("caption") or "").split())
+                    if file and caption:
+                        out[_norm_rel(file)] = caption
+                return out
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise GalleryError(f"{path}: cannot read captions ({exc}). It must be UTF-8 text with a header "
+                               "'file,caption'.") from exc
 
     @staticmethod
     def _read_sidecars(root: Path) -> dict[str, str]:
@@ -273,7 +272,10 @@ class FileCaptions:
             image = FileCaptions._sidecar_image(txt)
             if image is None:
                 continue
-            caption = " ".join(txt.read_text(encoding="utf-8", errors="replace").split())
+            try:
+                caption = " ".join(txt.read_text(encoding="utf-8", errors="replace").split())
+            except OSError as exc:
+                raise GalleryError(f"{txt}: cannot read this caption file ({exc.strerror or exc}).") from exc
             key = image.relative_to(root).as_posix()
             if caption and (key not in out or txt.name == image.name + ".txt"):  # photo.jpg.txt beats photo.txt
                 out[key] = caption
@@ -366,7 +368,7 @@ def resolve_captioner(
         return "blip", None
 
     if requested != "auto":
-        raise ValueError(f"unknown captioner {requested!r}: choose one of auto, {', '.join(CAPTIONER_NAMES)}")
+        raise SettingsError(f"unknown captioner {requested!r}: choose one of auto, {', '.join(CAPTIONER_NAMES)}")
 
     if file_captions_available:
         return "file", _FILE_ANNOUNCEMENT

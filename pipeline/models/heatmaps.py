@@ -27,6 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..vectors import l2_normalize
+from ..wording import prompts, why
+from .convnet import _load_efficientnet_torch
+
 CAM_LAYER = "features"
 #: D's maps toward the query and toward C alone "agree" at or above this correlation (wording only).
 SAME_CORRELATION = 0.95
@@ -66,8 +70,6 @@ class SimilarityMaps:
 def heatmap_sentence(maps: dict, role: str = "D") -> str:
     """One line on whether ``role``'s two maps agree, from :meth:`SimilarityMaps.as_dict` (wording
     in ``prompts/why.json``, ``heatmaps``); empty when there are no two maps for that role."""
-    from ..wording import prompts, why
-
     row = next((r for r in maps["images"] if r["role"] == role and "correlation" in r), None)
     if row is None:
         return ""
@@ -91,7 +93,6 @@ def map_correlation(first: np.ndarray, second: np.ndarray) -> float:
 def question_targets(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """(2, P) float32 targets of an analogy in pooled space: the 3CosAdd query ``b - a + c`` and ``c``,
     of the L2-normalised pooled vectors a, b, c (P,) (as the analogy uses them)."""
-    from ..vectors import l2_normalize
 
     a, b, c = (l2_normalize(np.asarray(v, dtype=np.float32)) for v in (a, b, c))
     return np.stack([b - a + c, c]).astype(np.float32)
@@ -100,7 +101,7 @@ def question_targets(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 def _pooled_features_module(net):
     """EfficientNet-Lite as ``x -> mean_xy F``, the last feature map passing through an identity
     module named ``features`` (the layer torchcam hooks), a leaf of autograd (see module doc)."""
-    import torch
+    import torch  # deferred: torch takes seconds to import; only heatmaps need it
 
     class PooledFeatures(torch.nn.Module):
         def __init__(self, net):
@@ -121,9 +122,8 @@ class SimilarityCAM:
     """The torch EfficientNet-Lite (packaged weights) with a Grad-CAM on its last feature map."""
 
     def __init__(self, name: str = "efficientnet-lite0", device: str = "cpu"):
-        import torch
+        import torch  # deferred: torch takes seconds to import; only heatmaps need it
 
-        from .convnet import _load_efficientnet_torch
 
         model, _ = _load_efficientnet_torch(name)
         self._torch = torch
@@ -135,7 +135,7 @@ class SimilarityCAM:
     def maps(self, batch: np.ndarray, targets: np.ndarray, names: tuple[str, ...] | None = None) -> SimilarityMaps:
         """Maps of every image (N, 3, 224, 224) float32 for every target (T, P); see the module doc."""
         torch = self._torch
-        from torchcam.methods import GradCAM
+        from torchcam.methods import GradCAM  # deferred: torchcam imports torch
 
         batch = np.asarray(batch, dtype=np.float32)
         targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))

