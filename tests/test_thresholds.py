@@ -6,7 +6,8 @@ import pytest
 
 from pipeline import thresholds
 from pipeline import vectors as vec
-from pipeline.index import VectorIndex, clustered_unit_vectors
+from pipeline.index import VectorIndex
+from scripts.bench_lib import clustered_unit_vectors
 
 
 def test_rule_is_half_the_typical_neighbour_distance_clipped():
