@@ -28,7 +28,7 @@ import numpy as np
 from ..config import DEFAULT_TEXT_MODEL
 from ..errors import CacheError
 from ..images import file_sha256
-from ..storage import read_json, replacing, write_json
+from ..storage import fsync_file, read_json, replacing, write_json
 
 __all__ = ["DEFAULT_TEXT_MODEL", "TextEmbedder", "OnnxSentenceEncoder", "OnnxUnsupported", "resolve_text_model_path"]
 
@@ -134,16 +134,12 @@ class OnnxSentenceEncoder:
         model_bytes = read_verified_export(self.onnx_path)
         if model_bytes is None:
             try:
-                export_text_onnx(folder_path, self.onnx_path)
+                model_bytes = export_text_onnx(folder_path, self.onnx_path)
             except CacheError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any export failure falls back, with its reason
                 raise OnnxUnsupported(f"ONNX export of {folder_path.name} failed ({type(exc).__name__}: "
                                       f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
-            model_bytes = read_verified_export(self.onnx_path)
-            if model_bytes is None:
-                raise CacheError(f"the ONNX export {self.onnx_path} could not be read back after writing it. "
-                                 "Choose another cache folder with --cache-dir or IAE_CACHE_DIR.")
         self.tokenizer = _load_tokenizer(folder_path / "tokenizer.json", self.max_seq_length)
         self.session = _onnx_session(model_bytes, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -233,11 +229,12 @@ def read_verified_export(onnx_path: Path) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
-def export_text_onnx(folder: Path, onnx_path: Path) -> Path:
+def export_text_onnx(folder: Path, onnx_path: Path) -> bytes:
     """Export the folder's transformer (inputs ``input_ids``, ``attention_mask`` and, where the model
     takes it, ``token_type_ids``, all (batch, sequence) int64; output ``token_embeddings``
-    (batch, sequence, hidden) float32) to ``onnx_path`` atomically, then its checksum to the ``.json``
-    beside it. Loads torch and transformers (once per model and cache folder)."""
+    (batch, sequence, hidden) float32) to ``onnx_path`` atomically (fsynced, renamed), then its
+    checksum to the ``.json`` beside it; -> the ONNX file's bytes as written. Loads torch and
+    transformers (once per model and cache folder)."""
     import inspect
 
     import torch
@@ -265,9 +262,11 @@ def export_text_onnx(folder: Path, onnx_path: Path) -> Path:
             warnings.simplefilter("ignore")  # tracer notes on the attention mask are not actionable
             torch.onnx.export(TokenEmbeddings(model), example, tmp, dynamo=False, opset_version=17,
                               input_names=names, output_names=["token_embeddings"], dynamic_axes=dynamic)
-        checksum = file_sha256(tmp)
-    write_json(onnx_path.with_suffix(".json"), {"sha256": checksum, "source": str(folder), "inputs": names})
-    return onnx_path
+        fsync_file(tmp)
+        model_bytes = Path(tmp).read_bytes()
+    write_json(onnx_path.with_suffix(".json"), {"sha256": hashlib.sha256(model_bytes).hexdigest(),
+                                                "source": str(folder), "inputs": names})
+    return model_bytes
 
 
 def _load_tokenizer(path: Path, max_seq_length: int):
