@@ -331,10 +331,10 @@ def test_blip_unavailable_when_hub_unreachable_fails_fast(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def embedder():
+def embedder(settings):
     from pipeline.models.text import TextEmbedder
 
-    return TextEmbedder()
+    return TextEmbedder(cache_dir=settings.cache_dir)
 
 
 def test_resolve_text_model_path():

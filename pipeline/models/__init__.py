@@ -9,8 +9,11 @@ are never used from two threads at once (the Gradio app runs handlers on a threa
 """
 from __future__ import annotations
 
+import importlib.util
+import re
 import threading
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -26,8 +29,9 @@ from .text import TextEmbedder
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through (``cuda``
-    without a GPU raises SettingsError with a plain message)."""
-    if device == "cpu":
+    without a GPU raises SettingsError with a plain message). ``auto`` with a torch built without GPU
+    support (or no torch) is ``cpu`` without importing torch (see :func:`torch_build_has_gpu`)."""
+    if device == "cpu" or (device == "auto" and not torch_build_has_gpu()):
         return "cpu"
     # deferred: torch takes seconds to import; the CPU path (onnxruntime) never needs it
     import torch
@@ -38,10 +42,28 @@ def resolve_device(device: str) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
+def torch_build_has_gpu() -> bool:
+    """Whether the installed torch was built for a GPU (CUDA or ROCm), read from ``torch/version.py``
+    (``torch.version.cuda`` / ``.hip``) without importing torch, which takes seconds. False without
+    torch; True when the file cannot be read (then torch itself is asked)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    try:
+        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text(encoding="utf-8")
+    except (OSError, StopIteration, ValueError):
+        return True
+    found = dict(re.findall(r"^(cuda|hip)\b[^=\n]*=\s*(.*?)\s*$", text, re.MULTILINE))
+    if set(found) != {"cuda", "hip"}:
+        return True
+    return any(value != "None" for value in found.values())
+
+
 class Models:
     """Lazily loaded models for one Settings. Attributes load on first access:
 
-    ``classifier`` (convnet, pooled + logits), ``text_embedder`` (sentence-transformers),
+    ``classifier`` (convnet, pooled + logits), ``text_embedder`` (onnxruntime on a CPU,
+    sentence-transformers on CUDA or where the model cannot run through onnxruntime),
     ``labels_captioner`` (templates over ImageNet labels), ``blip()`` (BLIP, may raise
     CaptionerUnavailable).
     """
@@ -64,7 +86,7 @@ class Models:
     @cached_property
     def text_embedder(self):
         with self._locks["load"]:
-            return TextEmbedder(self.settings.text_model, device=self.device)
+            return TextEmbedder(self.settings.text_model, device=self.device, cache_dir=self.settings.cache_dir)
 
     @cached_property
     def labels_captioner(self):
