@@ -17,6 +17,7 @@ an export that fails, CUDA) runs through sentence-transformers; ``fallback_reaso
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -238,8 +239,6 @@ def export_text_onnx(folder: Path, onnx_path: Path) -> bytes:
     The model is traced with eager attention so that, for BERT models, onnxruntime's transformer
     optimizer can fuse each layer's attention into one ``Attention`` op (and the embeddings, skip
     connections and GELUs likewise): about 10% faster on 256-token texts, the same vectors within 1e-6."""
-    import inspect
-
     # deferred: the one-time export needs torch and transformers (seconds to import)
     import torch
     from transformers import AutoModel  # deferred: as above
