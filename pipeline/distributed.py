@@ -79,7 +79,8 @@ class Featuriser:
                     f"Ray worker on {socket.gethostname()} cannot see {path}: with --engine ray every worker "
                     f"must see the gallery folder at the same path (a shared filesystem)")
             try:
-                images.append(load_image(path, max_pixels=self.max_pixels, max_bytes=self.max_bytes))
+                images.append(load_image(path, max_pixels=self.max_pixels, max_bytes=self.max_bytes,
+                                         min_short_side=self.classifier.decode_short_side))
                 good.append(i)
             except ImageError as exc:
                 reasons[i] = str(exc)
