@@ -75,7 +75,8 @@ class Featuriser:
         images, good, reasons = [], [], [""] * n
         for i, path in enumerate(paths):
             try:
-                images.append(load_image(path, max_pixels=self.max_pixels, max_bytes=self.max_bytes))
+                images.append(load_image(path, max_pixels=self.max_pixels, max_bytes=self.max_bytes,
+                                         min_short_side=self.classifier.decode_short_side))
                 good.append(i)
             except ImageError as exc:
                 reasons[i] = str(exc)

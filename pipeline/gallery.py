@@ -17,7 +17,9 @@ labels are :mod:`pipeline.scan`; the store (shards, consolidated arrays, manifes
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,35 +287,65 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
     return gallery, stats
 
 
-def _decode_chunk(root: Path, chunk: list[tuple[str, str]], settings: Settings, preprocess):
-    """Decode and preprocess one chunk: (hashes, batch (n, 3, 224, 224) float32 or None, rejected)."""
-    images, good, rejected = [], [], {}
-    for relative, digest in chunk:
-        try:
-            images.append(load_image(root / relative, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes))
-            good.append(digest)
-        except ImageError as exc:
-            rejected[digest] = str(exc)
-    return good, (preprocess(images) if images else None), rejected
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+"""Threads decoding images ahead of the convnet (PIL and numpy release the GIL while they work); on 2
+cores, 2 threads against 1 thread and 2 worker processes: see scripts/bench_decode.py."""
+
+
+def _model_input(root: Path, settings: Settings, classifier, item: tuple[str, str]):
+    """Network input of one gallery file ``item`` (relative path, sha256): decoded safely, reduced to
+    ``classifier.decode_short_side``, preprocessed. Returns ((1, 3, 224, 224) float32, None), or
+    (None, the reason it was refused)."""
+    try:
+        image = load_image(root / item[0], max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes,
+                           min_short_side=classifier.decode_short_side)
+    except ImageError as exc:
+        return None, str(exc)
+    return classifier.preprocess([image]), None
+
+
+def _in_order(pool: ThreadPoolExecutor, function, items: list, ahead: int):
+    """Yield ``function(item)`` for every item in order, computed on ``pool`` up to ``ahead`` items
+    before it is asked for."""
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _compute_features(root, todo, table: "FeatureTable", models, settings: Settings, progress: Progress) -> None:
-    """Run the convnet over ``todo`` [(relative path, sha256)], decoding the next chunk on a worker
-    thread while the network runs on the current one; each chunk is saved as a shard at once."""
-    chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
-    preprocess = models.classifier.preprocess
-    done = 0
+    """Run the convnet over ``todo`` [(relative path, sha256)] batch by batch while
+    :data:`DECODE_THREADS` threads decode the next images; every :data:`CHUNK` images are saved as a
+    shard at once, so an interrupted build resumes."""
+    classifier = models.classifier
+    decode = lambda item: _model_input(root, settings, classifier, item)  # noqa: E731
+    size = settings.batch_size
     progress(0, len(todo), "computing activations")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_decode_chunk, root, chunks[0], settings, preprocess)
-        for i in range(len(chunks)):
-            good, batch, rejected = pending.result()
-            if i + 1 < len(chunks):
-                pending = pool.submit(_decode_chunk, root, chunks[i + 1], settings, preprocess)
-            output = models.run_classifier(batch)
-            pooled, logits = (output.pooled, output.logits) if good else (None, None)
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+    try:
+        decoded = _in_order(pool, decode, todo, ahead=2 * size)
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            good, outputs, rejected = [], [], {}
+            for offset in range(0, len(chunk), size):
+                inputs = []
+                for _, digest in chunk[offset:offset + size]:
+                    array, reason = next(decoded)
+                    if array is None:
+                        rejected[digest] = reason
+                    else:
+                        inputs.append(array)
+                        good.append(digest)
+                if inputs:
+                    outputs.append(models.run_classifier(np.concatenate(inputs)))
+                progress(start + min(offset + size, len(chunk)), len(todo), "computing activations")
+            pooled = np.concatenate([out.pooled for out in outputs]) if outputs else None
+            logits = np.concatenate([out.logits for out in outputs]) if outputs else None
             table.add_shard(good, pooled, logits, rejected)
-            done += len(chunks[i])
-            progress(done, len(todo), "computing activations")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 

