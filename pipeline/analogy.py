@@ -129,7 +129,8 @@ def prepare_inputs(gallery: Gallery, models, refs: list, captioner=None) -> list
             continue
         if isinstance(ref, (str, Path)) and not Path(ref).exists():
             raise AnalogyError(f"{role}: {ref} is neither a gallery item (id or path) nor an existing image file")
-        image = load_image(ref, max_pixels=gallery.settings.max_pixels, max_bytes=gallery.settings.max_file_bytes)
+        image = load_image(ref, max_pixels=gallery.settings.max_pixels, max_bytes=gallery.settings.max_file_bytes,
+                           min_short_side=models.classifier.decode_short_side)  # decoded as the gallery was
         digest = bytes_sha256(bytes(ref)) if isinstance(ref, (bytes, bytearray)) else file_sha256(ref)
         same = gallery.find_hash(digest)
         if same is not None:

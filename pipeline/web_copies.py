@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .errors import CacheError
+from .errors import CacheError, ImageError
+from .images import load_image
 from .storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,11 @@ class WebCopies:
             self._listing().pop(key, None)
             target.unlink(missing_ok=True)
         try:
-            with Image.open(self.gallery.path(item_id)) as im:  # the gallery build already vetted this file
-                im.draft("RGB", (self.size * 2, self.size * 2))
-                im = ImageOps.exif_transpose(im).convert("RGB")
-                im.thumbnail((self.size, self.size))
-        except Exception as exc:  # the file changed or went away since the build
+            settings = self.gallery.settings
+            im = load_image(self.gallery.path(item_id), max_pixels=settings.max_pixels,
+                            max_bytes=settings.max_file_bytes, min_short_side=self.size)
+            im.thumbnail((self.size, self.size))
+        except (ImageError, OSError) as exc:  # the file changed or went away since the build
             log.warning("cannot read gallery image %s: %s", item.path, exc)
             return Image.new("RGB", (self.size, self.size), PLACEHOLDER_GREY)
         buffer = io.BytesIO()
