@@ -8,31 +8,27 @@ Each piece lives in its own module (:mod:`pipeline.offsets`, :mod:`pipeline.geom
 """
 from __future__ import annotations
 
-import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import figures, geometry, ground_truth, offsets, thresholds
 from . import vectors as vec
+from .space_stats import measured
 from .models.heatmaps import TARGET_NAMES, question_targets
 from .wording import why
 
 #: C's nearest neighbours drawn in the geometry picture.
 NEIGHBOURS = 5
 
-_THRESHOLDS: dict[tuple, thresholds.ThresholdCalibration] = {}
-_LOCK = threading.Lock()
-
 
 def near_duplicate_threshold(gallery, space: str) -> thresholds.ThresholdCalibration:
-    """The calibrated threshold of one space of a gallery (computed once per gallery content)."""
-    key = (str(gallery.store), gallery.digest, space,
-           gallery.captions.text_model if space == "caption" and gallery.captions else None)
-    with _LOCK:
-        if key not in _THRESHOLDS:
-            _THRESHOLDS[key] = thresholds.calibrate(gallery.index(space), space)
-        return _THRESHOLDS[key]
+    """The calibrated threshold of one space of a gallery (computed once per gallery content and kept
+    in its store: :func:`pipeline.space_stats.measured`)."""
+    fields = measured(gallery.store, space, gallery.space_identity(space), "near_duplicate_calibration",
+                      lambda: asdict(thresholds.calibrate(gallery.index(space), space)))
+    return thresholds.ThresholdCalibration(**fields)
 
 
 def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> offsets.OffsetTerms:
