@@ -271,13 +271,13 @@ def answer(explorer, question: Question, method: str, layer: str | None, exclude
     return out
 
 
-def run_batch(explorer, path: str, *, method: str, layer: str | None, exclude: bool, top_k: int,
+def run_batch(explorer, batch: tuple, *, method: str, layer: str | None, exclude: bool, top_k: int,
               out=None, show_bar: bool = True) -> int:
-    """Answer every question of the batch file ``path`` with ``explorer`` (its gallery open), one JSON
-    line each on ``out`` (default stdout), a tqdm bar and one line per bad row on stderr. Returns
-    :data:`EXIT_ALL_ANSWERED` or :data:`EXIT_SOME_ROWS_FAILED`."""
+    """Answer every question of ``batch`` (what :func:`open_batch` returned) with ``explorer`` (its
+    gallery open), one JSON line each on ``out`` (default stdout), a tqdm bar and one line per bad row
+    on stderr. Returns :data:`EXIT_ALL_ANSWERED` or :data:`EXIT_SOME_ROWS_FAILED`."""
     out = out or sys.stdout
-    stream, name, json_lines, lines = open_batch(path)
+    stream, name, json_lines, lines = batch
     failed = answered = 0
     # One BLAS thread: a question's products are small, and on 2 busy cores OpenBLAS's thread pool
     # made each question 3x slower (16 against 47 ms with other work running).

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import render
-from .batch import run_batch
+from .batch import open_batch, run_batch
 from .config import CAPTIONERS, DEVICES, LAYERS, Settings
 from .errors import SettingsError, guarded
 from .explorer import Explorer
@@ -167,9 +167,10 @@ def run(args: argparse.Namespace) -> int:
     if batch is None and len(given) != 3:
         raise SettingsError(f"{args.command} needs three images A B C (gallery ids or paths, or image files)"
                             + (", or --batch FILE" if args.command == "analogy" else ""))
+    questions = open_batch(batch) if batch is not None else None  # a missing file is said before any wait
     explorer.open_gallery(args.gallery, progress)
-    if batch is not None:
-        return run_batch(explorer, batch, method=args.method, layer=args.layer, exclude=not args.no_exclude,
+    if questions is not None:
+        return run_batch(explorer, questions, method=args.method, layer=args.layer, exclude=not args.no_exclude,
                          top_k=args.top_k, show_bar=show_progress())
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
                               exclude=not args.no_exclude, top_k=args.top_k)
