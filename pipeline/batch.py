@@ -35,10 +35,9 @@ from typing import BinaryIO, Iterator
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from . import ground_truth
-from . import vectors as vec
 from .config import LAYERS
 from .errors import AnalogyError, BatchFileError, UserError, error_line
+from .insight import judge_answer
 from .vectors import ALL_METHODS
 
 COLUMNS = ("a", "b", "c", "method", "layer", "expected")
@@ -104,6 +103,16 @@ def _text(number: int, raw: bytes) -> str:
                          "save the file as UTF-8") from None
 
 
+def _choice(value, allowed: tuple[str, ...], what: str) -> tuple[str | None, str | None]:
+    """(the value, lower case, or None when empty; None) when it is one of ``allowed``, else
+    (None, the error)."""
+    if value in ("", None):
+        return None, None
+    if isinstance(value, str) and value.strip().lower() in allowed:
+        return value.strip().lower(), None
+    return None, f"unknown {what} {str(value)[:40]!r}: choose one of {', '.join(allowed)}"
+
+
 def _fields(values: dict, number: int) -> Question | BadRow:
     """A Question from a row's {column: value}, or a BadRow saying what is wrong with it."""
     refs = []
@@ -112,19 +121,12 @@ def _fields(values: dict, number: int) -> Question | BadRow:
         if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
             return BadRow(number, f"{key.upper()} is missing or empty: give a gallery id, a gallery path or an image file")
         refs.append(str(value).strip())
-    method, layer, expected = values.get("method"), values.get("layer"), values.get("expected")
-    if method in ("", None):
-        method = None
-    elif not isinstance(method, str) or method.strip().lower() not in ALL_METHODS:
-        return BadRow(number, f"unknown method {str(method)[:40]!r}: choose one of {', '.join(ALL_METHODS)}")
-    else:
-        method = method.strip().lower()
-    if layer in ("", None):
-        layer = None
-    elif not isinstance(layer, str) or layer.strip().lower() not in LAYERS:
-        return BadRow(number, f"unknown layer {str(layer)[:40]!r}: choose one of {', '.join(LAYERS)}")
-    else:
-        layer = layer.strip().lower()
+    method, error = _choice(values.get("method"), ALL_METHODS, "method")
+    if error is None:
+        layer, error = _choice(values.get("layer"), LAYERS, "layer")
+    if error is not None:
+        return BadRow(number, error)
+    expected = values.get("expected")
     if isinstance(expected, str):
         expected = [e.strip() for e in expected.split(EXPECTED_SEPARATOR) if e.strip()] or None
     elif isinstance(expected, int) and not isinstance(expected, bool):
@@ -237,18 +239,11 @@ def open_batch(path: str) -> tuple[BinaryIO, str, bool | None, int | None]:
 
 def judge_expected(gallery, report, expected_ids: list[int]) -> dict:
     """Each solved space of ``report`` judged against the gallery ids ``expected_ids``
-    (:func:`pipeline.ground_truth.judge`: correct, only_c_correct, rank), keyed like the report."""
-    judged = {"ids": sorted(set(expected_ids))}
+    (:func:`pipeline.insight.judge_answer`: correct, only_c_correct, rank), keyed like the report."""
+    wanted = (sorted(set(expected_ids)), "given")
+    judged: dict = {"ids": wanted[0]}
     for key, result in (("image_space", report.image_space), ("caption_space", report.caption_space)):
-        if result is None:
-            judged[key] = None
-            continue
-        vectors = gallery.vectors(result.space)
-        a, b, c = (inp.vectors[result.space] for inp in report.inputs)
-        excluded = [e["id"] for e in result.excluded] if result.exclude else []
-        verdict = ground_truth.judge((judged["ids"], "given"),
-                                     vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
-                                     vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
+        verdict = judge_answer(gallery, report.inputs, result, wanted) if result is not None else None
         judged[key] = verdict.as_dict() if verdict is not None else None
     return judged
 

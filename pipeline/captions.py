@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -40,7 +41,12 @@ class Captions:
     announcement: str | None = None
 
     def texts_digest(self) -> str:
-        """SHA-256 (hex) of the texts in row order: what a caption-space index was built from."""
+        """SHA-256 (hex) of the texts in row order: what a caption-space index was built from (hashed
+        once: every question's caption space asks for it)."""
+        return self._texts_digest
+
+    @cached_property
+    def _texts_digest(self) -> str:
         return hashlib.sha256("\n".join(self.texts).encode()).hexdigest()
 
 

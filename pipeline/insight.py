@@ -44,6 +44,20 @@ def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> 
     return offsets.image_offset_terms(space, a, b, c, d, weight=weight, raw_logits=raw)
 
 
+def judge_answer(gallery, inputs, result, wanted: tuple[list[int], str] | None) -> ground_truth.Expected | None:
+    """A solved space ``result`` judged against ``wanted`` ((ids, layout) of the expected answers, as
+    :func:`pipeline.ground_truth.expected_ids` gives; None: the gallery cannot tell, and neither can
+    this). Every item is scored with the result's method and with ONLY-C, the excluded ones left out."""
+    if wanted is None:
+        return None
+    space = result.space
+    vectors = gallery.vectors(space)
+    a, b, c = (inp.vectors[space] for inp in inputs)
+    excluded = [e["id"] for e in result.excluded] if result.exclude else []
+    return ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
+                              vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
+
+
 def space_insight(gallery, models, inputs, result, expected: list[int] | None = None) -> dict:
     """The issue's per-space fields for a solved space ``result`` (a SpaceResult):
     ``offset_terms``, ``geometry``, ``expected`` (None when the gallery cannot tell; ``expected``:
@@ -60,11 +74,7 @@ def space_insight(gallery, models, inputs, result, expected: list[int] | None = 
         neighbours=neighbours, input_ids=input_ids, nn_distance=gallery.typical_nn_distance(space))
     paths = [item.path for item in gallery.items]
     wanted = ground_truth.expected_ids(paths, [None if i is None else paths[i] for i in input_ids], expected)
-    judged = None
-    if wanted is not None:
-        excluded = [e["id"] for e in result.excluded] if result.exclude else []
-        judged = ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
-                                    vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
+    judged = judge_answer(gallery, inputs, result, wanted)
     calibration = near_duplicate_threshold(gallery, space)
     return {"offset_terms": offset_terms(gallery, models, inputs, space, top).as_dict(),
             "geometry": drawn.as_dict(),
