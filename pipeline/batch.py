@@ -118,8 +118,11 @@ def _fields(values: dict, number: int) -> Question | BadRow:
     refs = []
     for key in REQUIRED:
         value = values.get(key)
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        if value is None or (isinstance(value, str) and not value.strip()):
             return BadRow(number, f"{key.upper()} is missing or empty: give a gallery id, a gallery path or an image file")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return BadRow(number, f"{key.upper()} is a JSON {type(value).__name__}: give a gallery id (a whole "
+                                  "number), a gallery path or an image file")
         refs.append(str(value).strip())
     method, error = _choice(values.get("method"), ALL_METHODS, "method")
     if error is None:

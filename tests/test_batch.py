@@ -62,7 +62,7 @@ def test_json_lines_rows_good_and_bad():
     errors = [r.error for r in got[1:]]
     assert all(isinstance(r, BadRow) for r in got[1:]) and [r.row for r in got[1:]] == [2, 3, 4, 5, 6, 7]
     assert errors[0].startswith("a JSON list, not an object") and errors[1].startswith("unknown key 'd'")
-    assert errors[2].startswith("not valid JSON") and errors[3].startswith("C is missing")
+    assert errors[2].startswith("not valid JSON") and errors[3].startswith("C is a JSON bool")
     assert errors[4].startswith("expected must be") and errors[5].startswith("unknown layer")
 
 
