@@ -1,8 +1,8 @@
 """The Image Analogy Explainer web app (Gradio 6): ``python app.py``.
 
 Opens the embedded default gallery (``--gallery DIR`` for any folder of images), builds or loads its
-cache with console progress, prepares the browse panels' thumbnails, answers one analogy to warm up,
-and serves the page built by :mod:`webui`: A, B and C uploaded or picked from the gallery; the analogy
+cache with console progress, prepares the browse panels' thumbnails and what questions read (no model
+is loaded until an upload needs one), and serves the page built by :mod:`webui`: A, B and C uploaded or picked from the gallery; the analogy
 A : B :: C : ? answered in image space and caption space side by side, with verdicts, what would win
 without exclusion, and an explainer to chat with; what the classifier sees in any image; the
 evaluation reports (newest first).
@@ -27,6 +27,7 @@ from pipeline.cli import tqdm_progress
 from pipeline.config import Settings
 from pipeline.errors import error_line, guarded
 from pipeline.explorer import Explorer
+from pipeline.prepare import prepare_questions
 from pipeline.reports import DEFAULT_EVAL_DIR
 from webui import Handlers, build_demo
 from webui.format import CSS
@@ -69,18 +70,18 @@ def launch_options(handlers: Handlers) -> dict:
             "blocked_paths": blocked, "css": CSS, "show_error": False, "theme": gr.themes.Soft()}
 
 
-def warm_up(explorer: Explorer) -> None:
-    """One analogy before serving, so that indexes, vocabularies and sessions are loaded once, here,
-    rather than by the first (or the first few concurrent) visitors."""
-    if len(explorer.gallery) < 3:
-        return
+def warm_up(explorer: Explorer, progress=None) -> None:
+    """Before serving, make or read everything a question about gallery items reads (indexes, their
+    measurements, vocabularies: :func:`pipeline.prepare.prepare_questions`), so that the first
+    visitors do not wait for it. No model is loaded: the convnet and the sentence model load with
+    the first upload that needs them."""
     started = time.perf_counter()
     try:
-        explorer.analogy([0, 1, 2], top_k=1)
+        prepare_questions(explorer, progress)
     except Exception as exc:  # the app can still serve; the first request will show the problem
-        log.warning("warm-up analogy failed: %s", error_line(exc))
+        log.warning("preparing for questions failed: %s", error_line(exc))
         return
-    print(f"Warmed up in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    print(f"Ready for questions in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
 
 def open_gallery(args: argparse.Namespace, progress) -> Explorer:
@@ -107,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
     explorer = open_gallery(args, progress)
     handlers = Handlers(explorer, eval_dir=args.eval_dir)
     handlers.thumbnails.prepare(handlers.browse_ids(""), progress)
-    warm_up(explorer)
+    warm_up(explorer, progress)
     demo = build_demo(handlers)
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT))
     demo.launch(server_name=args.host or default_host(), server_port=port, share=args.share,

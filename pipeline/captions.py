@@ -12,17 +12,19 @@ order, and the array's checksum): embeddings are reused by text, so only new cap
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from .config import DATA_DIR, PROMPTS_DIR
 from .distributed import caption_blip_ray
 from .errors import CacheError, CaptionerUnavailable
 from .images import load_image
 from .labels import top_labels
 from .models.captioners import FileCaptions, blip_name, resolve_captioner
-from .storage import read_array, read_json, safe_filename, write_array, write_json
+from .storage import (read_array, read_checked_mapping, read_json, safe_filename, write_array,
+                      write_checked_mapping, write_json)
 
 BLIP_CHUNK = 16
 
@@ -39,7 +41,12 @@ class Captions:
     announcement: str | None = None
 
     def texts_digest(self) -> str:
-        """SHA-256 (hex) of the texts in row order: what a caption-space index was built from."""
+        """SHA-256 (hex) of the texts in row order: what a caption-space index was built from (hashed
+        once: every question's caption space asks for it)."""
+        return self._texts_digest
+
+    @cached_property
+    def _texts_digest(self) -> str:
         return hashlib.sha256("\n".join(self.texts).encode()).hexdigest()
 
 
@@ -49,20 +56,74 @@ def labels_captions(models, logits: np.ndarray) -> list[str]:
     return models.labels_captioner.caption_predictions(predictions)
 
 
-def caption_gallery(gallery, models, settings, progress=None, engine: str = "local", address: str | None = None):
+def gallery_labels_captions(gallery, models, ids: list[int]) -> list[str]:
+    """:func:`labels_captions` of the gallery items ``ids``, kept in the store by content hash
+    (``captions-labels-<key>.json``, the key a digest of the convnet's weights, the caption templates
+    and the class table; only the captions of ``ids`` are kept), so that a cached gallery does not
+    caption every item again on each open."""
+    key = hashlib.sha256("\n".join([gallery.model_key, (PROMPTS_DIR / "captions.json").read_text(encoding="utf-8"),
+                                    (DATA_DIR / "imagenet_classes.tsv").read_text(encoding="utf-8")]).encode()).hexdigest()
+    cache_path = gallery.store / f"captions-labels-{key[:16]}.json"
+    cached = read_caption_cache(cache_path)
+    missing = [i for i in ids if gallery.items[i].sha256 not in cached]
+    if missing:
+        for i, text in zip(missing, labels_captions(models, np.asarray(gallery.logits)[missing])):
+            cached[gallery.items[i].sha256] = text
+        wanted = {gallery.items[i].sha256 for i in ids}  # what this gallery holds now, no more
+        try:
+            write_caption_cache(cache_path, {h: t for h, t in cached.items() if h in wanted})
+        except CacheError:
+            pass  # an unwritable store: captioned again next time
+    return [cached[gallery.items[i].sha256] for i in ids]
+
+
+def choose_captioner(gallery, models, settings, file_captions: bool, engine: str = "local",
+                     recheck: bool = False) -> tuple[str, str | None]:
+    """:func:`resolve_captioner`'s (captioner, announcement) for ``gallery``, loading BLIP only where
+    that decides something: not when the BLIP cache already holds every item's caption, and not when
+    the store remembers (``captioner.json``) that the same settings, item count and device chose
+    another captioner (e.g. labels, because BLIP could not be loaded), unless ``recheck`` (``gallery
+    build`` rechecks, so a BLIP that failed to load is tried again there). ``file_captions``: the
+    gallery has caption files."""
+    decided_from = {"requested": settings.captioner, "items": len(gallery), "device": models.device,
+                    "file_captions": file_captions, "blip_model": settings.blip_model,
+                    "blip_cpu_item_limit": settings.blip_cpu_item_limit}
+    record = gallery.store / "captioner.json"
+    remembered = read_checked_mapping(record, "captioner")
+    if not recheck and remembered.get("decided_from") == decided_from and remembered.get("chosen") != "blip":
+        return remembered["chosen"], remembered.get("announcement")
+    blip_cached = read_caption_cache(blip_cache_path(gallery, settings))
+    needs_blip = engine != "ray" and any(item.sha256 not in blip_cached for item in gallery.items)
+    chosen, announcement = resolve_captioner(
+        settings.captioner, n_items=len(gallery), device=models.device, file_captions_available=file_captions,
+        blip_model=settings.blip_model, blip_cpu_item_limit=settings.blip_cpu_item_limit,
+        try_blip=models.blip if needs_blip else None)  # on Ray, the workers load BLIP
+    try:
+        write_checked_mapping(record, "captioner", {"decided_from": decided_from, "chosen": chosen,
+                                                    "announcement": announcement})
+    except CacheError:
+        pass  # an unwritable store: decided again next time
+    return chosen, announcement
+
+
+def blip_cache_path(gallery, settings):
+    """The store's BLIP caption cache (content hash -> caption) for ``settings.blip_model``."""
+    return gallery.store / f"captions-{safe_filename(blip_name(settings.blip_model))}.json"
+
+
+def caption_gallery(gallery, models, settings, progress=None, engine: str = "local", address: str | None = None,
+                    recheck_captioner: bool = False):
     """Captions (texts, captioner names, embeddings) for every gallery item; see module docstring.
 
     ``engine="ray"``: missing BLIP captions are computed on Ray workers (one BLIP per worker, see
     :func:`pipeline.distributed.caption_blip_ray`, ``address`` as there) and never loaded here; they
     go into the same cache file, so the result equals a local captioning. Labels and file captions
-    are computed here either way."""
+    are computed here either way. ``recheck_captioner``: see :func:`choose_captioner`."""
     progress = progress or (lambda done, total, what: None)
     n = len(gallery)
     file_captions = FileCaptions.from_folder(gallery.root)
-    chosen, announcement = resolve_captioner(
-        settings.captioner, n_items=n, device=models.device, file_captions_available=len(file_captions) > 0,
-        blip_model=settings.blip_model, blip_cpu_item_limit=settings.blip_cpu_item_limit,
-        try_blip=None if engine == "ray" else models.blip)  # on Ray, the workers load BLIP
+    chosen, announcement = choose_captioner(gallery, models, settings, len(file_captions) > 0, engine,
+                                            recheck_captioner)
     texts: list[str | None] = [None] * n
     captioners: list[str | None] = [None] * n
     if chosen == "file":
@@ -72,7 +133,7 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
                 texts[item.id], captioners[item.id] = text, "file"
     elif chosen == "blip":
         name = blip_name(settings.blip_model)
-        cache_path = gallery.store / f"captions-{safe_filename(name)}.json"
+        cache_path = blip_cache_path(gallery, settings)
         cached = read_caption_cache(cache_path)
         missing = [item for item in gallery.items if item.sha256 not in cached]
         missing = list({item.sha256: item for item in missing}.values())  # each content once
@@ -101,7 +162,7 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
                 texts[item.id], captioners[item.id] = cached[item.sha256], name
     missing_ids = [i for i in range(n) if texts[i] is None]
     if missing_ids:
-        fallback = labels_captions(models, np.asarray(gallery.logits)[missing_ids])
+        fallback = gallery_labels_captions(gallery, models, missing_ids)
         for i, text in zip(missing_ids, fallback):
             texts[i], captioners[i] = text, "labels"
         if chosen == "file":
@@ -113,28 +174,15 @@ def caption_gallery(gallery, models, settings, progress=None, engine: str = "loc
     return Captions(texts, captioners, vectors, settings.text_model, announcement)  # type: ignore[arg-type]
 
 
-def _cache_checksum(captions: dict[str, str]) -> str:
-    """SHA-256 (hex) of a caption cache's mapping (content hash -> caption), independent of its order."""
-    return hashlib.sha256(json.dumps(captions, sort_keys=True).encode()).hexdigest()
-
-
 def write_caption_cache(path, captions: dict[str, str]) -> None:
     """Save content hash -> caption with a checksum of the mapping (atomic)."""
-    write_json(path, {"captions": captions, "sha256": _cache_checksum(captions)})
+    write_checked_mapping(path, "captions", captions)
 
 
 def read_caption_cache(path) -> dict[str, str]:
     """The cached captions, or {} when the file is missing, unreadable or fails its checksum
     (a damaged file is never used: its captions are computed again)."""
-    if not path.exists():
-        return {}
-    try:
-        data = read_json(path)
-        if _cache_checksum(data["captions"]) == data["sha256"]:
-            return dict(data["captions"])
-    except (CacheError, KeyError, TypeError, AttributeError):
-        pass
-    return {}
+    return read_checked_mapping(path, "captions")
 
 
 def embed_cached(store, models, text_model: str, texts: list[str]) -> np.ndarray:

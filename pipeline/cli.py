@@ -11,14 +11,22 @@ import sys
 from pathlib import Path
 
 from . import render
+from .batch import open_batch, run_batch
 from .config import CAPTIONERS, DEVICES, LAYERS, Settings
 from .errors import SettingsError, guarded
 from .explorer import Explorer
+from .prepare import prepare_questions
 from .progress import show_progress, tqdm_progress
 from .vectors import ALL_METHODS
 
 CAPTIONER_HELP = ("auto (default): caption files, else BLIP when it loads and is fast enough here, else the "
                   "classifier's labels")
+
+
+BATCH_HELP = ("answer many questions: FILE (or - for stdin) is CSV with a header a,b,c[,method,layer,expected] or "
+              "JSON Lines objects with those keys; one JSON line out per row (the --json object with 'row', or "
+              "{'row': n, 'error': ...}); exit status 0 when every row was answered, 1 when some rows failed "
+              "(each said on stderr), 2 when the file cannot be read as questions")
 
 
 def add_settings_options(parser: argparse.ArgumentParser, *, backbone: bool = True,
@@ -41,10 +49,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _question(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", metavar="A", help="gallery id or path, or any image file")
-    parser.add_argument("b", metavar="B", help="gallery id or path, or any image file")
-    parser.add_argument("c", metavar="C", help="gallery id or path, or any image file")
+def _question(parser: argparse.ArgumentParser, batch: bool = False) -> None:
+    """A, B, C and the question's options; with ``batch`` also ``--batch FILE`` (then A, B, C are optional)."""
+    for name in ("a", "b", "c"):
+        parser.add_argument(name, metavar=name.upper(), nargs="?" if batch else None,
+                            help="gallery id or path, or any image file")
+    if batch:
+        parser.add_argument("--batch", metavar="FILE", help=BATCH_HELP)
     parser.add_argument("--gallery", type=Path, help="folder of images (default: the embedded default gallery)")
     parser.add_argument("--method", choices=ALL_METHODS, default="3cosadd",
                         help="scoring method (default 3cosadd); the baselines can be asked for directly too")
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     analogy = commands.add_parser("analogy", help="answer A : B :: C : ? in both spaces",
                                   description="Answer A : B :: C : ? in image space and caption space, with what "
                                               "wins without exclusion, the baselines and verdicts.")
-    _question(analogy)
+    _question(analogy, batch=True)
     _common(analogy)
 
     explain = commands.add_parser("explain", help="explain an analogy in plain words",
@@ -129,9 +140,11 @@ def run(args: argparse.Namespace) -> int:
         if args.address and args.engine != "ray":
             raise SettingsError("--address needs --engine ray")
         explorer.open_gallery(args.dir, progress, with_captions=not args.no_captions,
-                              engine=args.engine, address=args.address)
+                              engine=args.engine, address=args.address, recheck_captioner=True)
+        prepared = prepare_questions(explorer, progress)  # so that the first question is as fast as the next
         info = explorer.gallery_info() if not args.no_captions else {"root": str(explorer.gallery.root)}
-        return emit(args, {"gallery": info, **explorer.build_stats.as_dict()}, render.build_summary)
+        return emit(args, {"gallery": info, **explorer.build_stats.as_dict(), "prepared": prepared},
+                    render.build_summary)
     if args.command == "labels":
         results = explorer.labels(args.images, check_top_k(args.top_k, settings))
         rows = [{"image": str(img), "labels": [{"name": l.name, "wnid": l.wnid, "probability": round(l.probability, 4)}
@@ -147,7 +160,18 @@ def run(args: argparse.Namespace) -> int:
             f"{row['image']}: {row['caption']}  [{row['captioner']}]" for row in rows))
     # analogy / explain
     check_top_k(args.top_k, settings)
+    batch = getattr(args, "batch", None)
+    given = [ref for ref in (args.a, args.b, args.c) if ref is not None]
+    if batch is not None and given:
+        raise SettingsError("give either A B C or --batch FILE, not both")
+    if batch is None and len(given) != 3:
+        raise SettingsError(f"{args.command} needs three images A B C (gallery ids or paths, or image files)"
+                            + (", or --batch FILE" if args.command == "analogy" else ""))
+    questions = open_batch(batch) if batch is not None else None  # a missing file is said before any wait
     explorer.open_gallery(args.gallery, progress)
+    if questions is not None:
+        return run_batch(explorer, questions, method=args.method, layer=args.layer, exclude=not args.no_exclude,
+                         top_k=args.top_k, show_bar=show_progress())
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
                               exclude=not args.no_exclude, top_k=args.top_k)
     as_text = render.explanation if args.command == "explain" else render.analogy_report

@@ -49,6 +49,11 @@ class AnalogyError(UserError, ValueError):
     """The question cannot be answered as asked; the message says why and what to do."""
 
 
+class BatchFileError(UserError, ValueError):
+    """A file of questions (``analogy --batch``) cannot be read as questions; the message names the
+    file (and line) and says what it needs."""
+
+
 class CacheError(UserError, RuntimeError):
     """A cache file is missing, damaged or unwritable; the message says which and what to do."""
 

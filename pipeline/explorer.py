@@ -101,7 +101,7 @@ class Explorer:
         g = self.require_gallery()
         captions = g.captions
         return {
-            "root": str(g.root), "items": len(g), "backbone": self.models.classifier.name,
+            "root": str(g.root), "items": len(g), "backbone": self.models.classifier_name,
             "captioners": sorted(set(captions.captioners)) if captions else [],
             "caption_announcement": captions.announcement if captions else None,
             "text_model": captions.text_model if captions else None,

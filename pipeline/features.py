@@ -134,10 +134,11 @@ class FeatureTable:
             self._add_source(hashes, path)
         self.rejected.update(rejected)
 
-    def consolidate(self, store: Path, hashes: list[str], items: list, root: Path, classifier):
+    def consolidate(self, store: Path, hashes: list[str], items: list, root: Path, backbone_name):
         """Write aligned pooled/logits arrays for ``hashes`` and the manifest (last), remove shards,
         and return the arrays as read-only memory maps. ``items``: the gallery's
-        :class:`pipeline.gallery.GalleryItem` rows, in the order of ``hashes``."""
+        :class:`pipeline.gallery.GalleryItem` rows, in the order of ``hashes``; ``backbone_name``: a
+        callable returning the convnet's name for the manifest (called only when it is written)."""
         manifest_path = store / "manifest.json"
         unchanged = False
         if manifest_path.exists() and not self.shard_paths:
@@ -154,7 +155,7 @@ class FeatureTable:
             return pooled, logits
         checksums, dims = self._write_aligned(store, hashes)
         write_json(manifest_path, {
-            "version": MANIFEST_VERSION, "root": str(root), "model": self.model_key, "backbone": classifier.name,
+            "version": MANIFEST_VERSION, "root": str(root), "model": self.model_key, "backbone": backbone_name(),
             "dims": dims,
             "libraries": {"numpy": np.__version__, "faiss": FAISS_VERSION, "python": platform.python_version()},
             "arrays": checksums, "rejected": self.rejected,

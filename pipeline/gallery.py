@@ -32,11 +32,13 @@ from .config import Settings
 from .distributed import compute_features_ray
 from .errors import CacheError, GalleryError, ImageError, StaleIndexError
 from .features import CHUNK, FeatureTable, remove_stale_temporaries, store_dir_for
-from .images import file_sha256, load_image
+from .file_hashes import hash_files
+from .images import load_image
 from .index import VectorIndex, load_index
 from .labels import softmax, top_labels
 from .progress import Progress
 from .scan import label_for, read_labels_csv, scan_folder
+from .space_stats import measured
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,7 @@ class Gallery:
         if space not in self._indexes:
             vectors = self.vectors(space)
             path = self.store / f"index-{space.replace(':', '-')}.faiss"
-            expect = {"model": self.model_key if space != "caption" else self.captions.text_model,
-                      "space": space, "items_digest": self.digest,
-                      "captions_digest": self.captions.texts_digest() if space == "caption" else None}
+            expect = self.space_identity(space)
             try:
                 self._indexes[space] = load_index(path, vectors, expect)
             except StaleIndexError as exc:
@@ -168,17 +168,29 @@ class Gallery:
                 self._indexes[space] = index
         return self._indexes[space]
 
+    def space_identity(self, space: str) -> dict:
+        """What the vectors of ``space`` are made from: the manifest its index is saved with, and the
+        key of its measurements kept in the store (:mod:`pipeline.space_stats`)."""
+        return {"model": self.model_key if space != "caption" else self.captions.text_model,
+                "space": space, "items_digest": self.digest,
+                "captions_digest": self.captions.texts_digest() if space == "caption" else None}
+
     def typical_nn_distance(self, space: str) -> float:
-        """Median distance from an item to its nearest other distinct item in a space (cached).
+        """Median distance from an item to its nearest other distinct item in a space (measured once,
+        kept in the store: :func:`pipeline.space_stats.measured`).
 
         Exact duplicates are collapsed first: label captions repeat often, and a zero distance to a
         copy says nothing about how far apart different items are."""
-        if space not in self._nn_distance and not self.index(space).exact:  # large: ask the index
-            self._nn_distance[space] = self.index(space).typical_nn_distance()
         if space not in self._nn_distance:
-            distinct = np.unique(self.vectors(space), axis=0)
-            self._nn_distance[space] = vec.typical_nn_distance(distinct) if len(distinct) >= 2 else 0.0
+            self._nn_distance[space] = float(measured(self.store, space, self.space_identity(space),
+                                                      "typical_nn_distance", lambda: self._nn_distance_now(space)))
         return self._nn_distance[space]
+
+    def _nn_distance_now(self, space: str) -> float:
+        if not self.index(space).exact:  # large: ask the index
+            return self.index(space).typical_nn_distance()
+        distinct = np.unique(self.vectors(space), axis=0)
+        return vec.typical_nn_distance(distinct) if len(distinct) >= 2 else 0.0
 
     def top_labels(self, item_id: int, k: int = 5):
         return top_labels(np.asarray(self.logits[item_id:item_id + 1]), k)[0]
@@ -213,12 +225,14 @@ def _rowwise(array: np.ndarray, transform, chunk: int = 65_536) -> np.ndarray:
 
 def build_gallery(root: Path, settings: Settings, models, progress: Progress | None = None,
                   with_captions: bool = True, engine: str = "local",
-                  address: str | None = None) -> tuple[Gallery, BuildStats]:
+                  address: str | None = None, recheck_captioner: bool = False) -> tuple[Gallery, BuildStats]:
     """Build (or load from cache) the gallery of the folder ``root``; see the module docstring.
 
     ``models`` is a :class:`pipeline.models.Models`. Returns the gallery and what the build did.
     ``engine``: ``local`` (this process) or ``ray`` (Ray Data workers, see :mod:`pipeline.distributed`;
     ``address`` names an existing Ray cluster, default a local Ray instance); both write the same cache.
+    ``recheck_captioner``: decide the captioner again rather than as remembered by the store
+    (:func:`pipeline.captions.choose_captioner`; ``gallery build`` does).
     Raises GalleryError for a missing, empty or unreadable folder and CacheError for an unwritable cache.
     """
     started = time.perf_counter()
@@ -237,19 +251,9 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
                            f"{settings.max_gallery_items} (IAE_MAX_GALLERY_ITEMS).")
     csv_labels = read_labels_csv(root)
 
-    hashes = []
-    for n, relative in enumerate(relative_paths):
-        try:
-            hashes.append(file_sha256(root / relative))
-        except OSError:
-            hashes.append(None)
-        if n % 64 == 0:
-            progress(n, len(relative_paths), "hashing files")
-    progress(len(relative_paths), len(relative_paths), "hashing files")
-
     store = store_dir_for(root, settings)
-    classifier = models.classifier
-    model_key = classifier.model_key
+    hashes = hash_files(root, relative_paths, store, progress)  # unchanged files are not read again
+    model_key = models.classifier_key  # the convnet itself loads only when there is something to compute
     table = FeatureTable.load(store, model_key)
     remove_stale_temporaries(store)
     stats = BuildStats()
@@ -278,11 +282,12 @@ def build_gallery(root: Path, settings: Settings, models, progress: Progress | N
     stats.items = len(items)
     computed_now = {digest for _, digest in todo}
     stats.reused = sum(1 for digest in rows if digest not in computed_now)
-    pooled, logits = table.consolidate(store, rows, items, root, classifier)
+    pooled, logits = table.consolidate(store, rows, items, root, lambda: models.classifier_name)
     gallery = Gallery(root, items, pooled, logits, store, model_key, settings)
     gallery.index_messages = list(table.messages)
     if with_captions:
-        gallery.captions = caption_gallery(gallery, models, settings, progress, engine=engine, address=address)
+        gallery.captions = caption_gallery(gallery, models, settings, progress, engine=engine, address=address,
+                                           recheck_captioner=recheck_captioner)
     stats.seconds = time.perf_counter() - started
     return gallery, stats
 

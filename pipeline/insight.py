@@ -8,31 +8,27 @@ Each piece lives in its own module (:mod:`pipeline.offsets`, :mod:`pipeline.geom
 """
 from __future__ import annotations
 
-import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import figures, geometry, ground_truth, offsets, thresholds
 from . import vectors as vec
+from .space_stats import measured
 from .models.heatmaps import TARGET_NAMES, question_targets
 from .wording import why
 
 #: C's nearest neighbours drawn in the geometry picture.
 NEIGHBOURS = 5
 
-_THRESHOLDS: dict[tuple, thresholds.ThresholdCalibration] = {}
-_LOCK = threading.Lock()
-
 
 def near_duplicate_threshold(gallery, space: str) -> thresholds.ThresholdCalibration:
-    """The calibrated threshold of one space of a gallery (computed once per gallery content)."""
-    key = (str(gallery.store), gallery.digest, space,
-           gallery.captions.text_model if space == "caption" and gallery.captions else None)
-    with _LOCK:
-        if key not in _THRESHOLDS:
-            _THRESHOLDS[key] = thresholds.calibrate(gallery.index(space), space)
-        return _THRESHOLDS[key]
+    """The calibrated threshold of one space of a gallery (computed once per gallery content and kept
+    in its store: :func:`pipeline.space_stats.measured`)."""
+    fields = measured(gallery.store, space, gallery.space_identity(space), "near_duplicate_calibration",
+                      lambda: asdict(thresholds.calibrate(gallery.index(space), space)))
+    return thresholds.ThresholdCalibration(**fields)
 
 
 def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> offsets.OffsetTerms:
@@ -46,6 +42,20 @@ def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> 
     ids = [inp.item_id for inp in inputs] + ([] if answer_id is None else [answer_id])
     raw = np.asarray(gallery.logits[ids]) if all(i is not None for i in ids) else None
     return offsets.image_offset_terms(space, a, b, c, d, weight=weight, raw_logits=raw)
+
+
+def judge_answer(gallery, inputs, result, wanted: tuple[list[int], str] | None) -> ground_truth.Expected | None:
+    """A solved space ``result`` judged against ``wanted`` ((ids, layout) of the expected answers, as
+    :func:`pipeline.ground_truth.expected_ids` gives; None: the gallery cannot tell, and neither can
+    this). Every item is scored with the result's method and with ONLY-C, the excluded ones left out."""
+    if wanted is None:
+        return None
+    space = result.space
+    vectors = gallery.vectors(space)
+    a, b, c = (inp.vectors[space] for inp in inputs)
+    excluded = [e["id"] for e in result.excluded] if result.exclude else []
+    return ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
+                              vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
 
 
 def space_insight(gallery, models, inputs, result, expected: list[int] | None = None) -> dict:
@@ -64,11 +74,7 @@ def space_insight(gallery, models, inputs, result, expected: list[int] | None = 
         neighbours=neighbours, input_ids=input_ids, nn_distance=gallery.typical_nn_distance(space))
     paths = [item.path for item in gallery.items]
     wanted = ground_truth.expected_ids(paths, [None if i is None else paths[i] for i in input_ids], expected)
-    judged = None
-    if wanted is not None:
-        excluded = [e["id"] for e in result.excluded] if result.exclude else []
-        judged = ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
-                                    vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
+    judged = judge_answer(gallery, inputs, result, wanted)
     calibration = near_duplicate_threshold(gallery, space)
     return {"offset_terms": offset_terms(gallery, models, inputs, space, top).as_dict(),
             "geometry": drawn.as_dict(),

@@ -15,6 +15,10 @@ from tqdm import tqdm
 Progress = Callable[[int, int, str], None]
 """progress(done, total, what): called as long work advances."""
 
+#: The stage that prepares a built gallery for questions (:mod:`pipeline.prepare`): counted in steps,
+#: every other stage in images.
+PREPARING = "preparing for questions"
+
 
 def show_progress() -> bool:
     """True when a command line should draw progress bars: stderr is a terminal, or ``IAE_PROGRESS``
@@ -34,7 +38,8 @@ def tqdm_progress(enabled: bool = True) -> Progress:
         if bar is None:
             for old in bars.values():
                 old.close()
-            bar = bars[what] = tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False)
+            bar = bars[what] = tqdm(total=total, desc=what, unit="step" if what == PREPARING else "img",
+                                    file=sys.stderr, leave=False)
         bar.n = done
         bar.refresh()
         if done >= total:

@@ -105,6 +105,29 @@ def read_json(path: Path):
         raise CacheError(f"{path} is damaged ({exc})") from exc
 
 
+def mapping_checksum(mapping: dict) -> str:
+    """SHA-256 (hex) of a JSON mapping, independent of its key order."""
+    return hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()
+
+
+def write_checked_mapping(path: Path, name: str, mapping: dict) -> None:
+    """Save ``mapping`` (string keys, JSON values) as ``{name: mapping, "sha256": checksum}``, atomically
+    (:func:`mapping_checksum`). Raises CacheError where the file cannot be written."""
+    write_json(path, {name: mapping, "sha256": mapping_checksum(mapping)})
+
+
+def read_checked_mapping(path: Path, name: str) -> dict:
+    """The mapping :func:`write_checked_mapping` saved under ``name``, or {} when the file is missing,
+    unreadable or fails its checksum (a damaged file is never used)."""
+    try:
+        data = read_json(path)
+        if isinstance(data, dict) and isinstance(data.get(name), dict) and mapping_checksum(data[name]) == data["sha256"]:
+            return dict(data[name])
+    except (CacheError, KeyError, TypeError):
+        pass
+    return {}
+
+
 def write_array(path: Path, array: np.ndarray) -> str:
     """Save ``array`` as .npy atomically; return the SHA-256 of the file's bytes."""
     buffer = io.BytesIO()

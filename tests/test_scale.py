@@ -170,10 +170,6 @@ def test_auto_index_of_a_gallery_is_saved_and_reloaded(tmp_path, settings, monke
 # --- consolidation -------------------------------------------------------------------------------
 
 
-class _Classifier:
-    name = "synthetic classifier"
-
-
 def test_consolidate_writes_aligned_arrays_from_shards_without_holding_them(tmp_path):
     rng = np.random.default_rng(0)
     table = FeatureTable(tmp_path, "m")
@@ -190,7 +186,7 @@ def test_consolidate_writes_aligned_arrays_from_shards_without_holding_them(tmp_
     order = rng.permutation(len(hashes))[:150]
     wanted = [hashes[i] for i in order]
     items = [GalleryItem(i, f"{h}.jpg", h) for i, h in enumerate(wanted)]
-    out_pooled, out_logits = table.consolidate(tmp_path, wanted, items, tmp_path, _Classifier())
+    out_pooled, out_logits = table.consolidate(tmp_path, wanted, items, tmp_path, lambda: "synthetic classifier")
     np.testing.assert_array_equal(out_pooled, np.concatenate(pooled)[order])
     np.testing.assert_array_equal(out_logits, np.concatenate(logits)[order])
     assert out_pooled.dtype == np.float32 and isinstance(out_pooled, np.memmap)

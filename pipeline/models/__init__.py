@@ -10,7 +10,9 @@ are never used from two threads at once (the Gradio app runs handlers on a threa
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import sys
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -21,17 +23,30 @@ from PIL import Image
 from ..config import Settings
 from ..errors import BackboneUnavailable, SettingsError
 from .captioners import BlipCaptioner, LabelsCaptioner
-from .convnet import EFFICIENTNET_NAMES, ConvnetOutput, center_crop_array, efficientnet_input, load_classifier
-from .head import classifier_head
+from .convnet import (EFFICIENTNET_NAMES, ConvnetOutput, center_crop_array, efficientnet_input, efficientnet_model_key,
+                      load_classifier, onnx_classifier_name)
+from .head import classifier_head, efficientnet_head
 from .heatmaps import SimilarityCAM
 from .text import TextEmbedder
 
 
+def nvidia_driver_present() -> bool:
+    """False where this machine surely has no CUDA GPU, so ``auto`` needs no torch to say ``cpu``:
+    Linux without an NVIDIA driver (no ``/proc/driver/nvidia/version``, ``/dev/nvidiactl``, nor
+    WSL's ``/dev/dxg``), or macOS. True elsewhere (then torch is asked)."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg"))
+    return True
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through (``cuda``
-    without a GPU raises SettingsError with a plain message). ``auto`` with a torch built without GPU
-    support (or no torch) is ``cpu`` without importing torch (see :func:`torch_build_has_gpu`)."""
-    if device == "cpu" or (device == "auto" and not torch_build_has_gpu()):
+    without a GPU raises SettingsError with a plain message). ``auto`` is ``cpu`` without importing
+    torch where no GPU can be used: a torch built without GPU support (:func:`torch_build_has_gpu`) or
+    a machine without an NVIDIA driver (:func:`nvidia_driver_present`)."""
+    if device == "cpu" or (device == "auto" and not (torch_build_has_gpu() and nvidia_driver_present())):
         return "cpu"
     # deferred: torch takes seconds to import; the CPU path (onnxruntime) never needs it
     import torch
@@ -65,7 +80,9 @@ class Models:
     ``classifier`` (convnet, pooled + logits), ``text_embedder`` (onnxruntime on a CPU,
     sentence-transformers on CUDA or where the model cannot run through onnxruntime),
     ``labels_captioner`` (templates over ImageNet labels), ``blip()`` (BLIP, may raise
-    CaptionerUnavailable).
+    CaptionerUnavailable). ``classifier_key`` and ``classifier_name`` say which convnet it is without
+    loading it where the weights file tells (the packaged EfficientNet; its name on the CPU), so that
+    a gallery answered from its cache loads no model.
     """
 
     def __init__(self, settings: Settings):
@@ -82,6 +99,21 @@ class Models:
     def classifier(self):
         with self._locks["load"]:
             return load_classifier(self.settings.backbone, self.device, self.settings.cache_dir)
+
+    @cached_property
+    def classifier_key(self) -> str:
+        """``classifier.model_key`` (the cache key of a gallery's vectors), without loading the
+        packaged EfficientNet."""
+        if self.settings.backbone in EFFICIENTNET_NAMES:
+            return efficientnet_model_key(self.settings.backbone)
+        return self.classifier.model_key
+
+    @property
+    def classifier_name(self) -> str:
+        """``classifier.name`` (what runs where), without loading the packaged EfficientNet on the CPU."""
+        if "classifier" not in self.__dict__ and self.settings.backbone in EFFICIENTNET_NAMES and self.device == "cpu":
+            return onnx_classifier_name(self.settings.backbone)
+        return self.classifier.name
 
     @cached_property
     def text_embedder(self):
@@ -125,7 +157,9 @@ class Models:
     def classifier_head(self):
         """The convnet's last layer as numpy (:class:`pipeline.models.head.ClassifierHead`: weight
         (1000, P), bias (1000,) float32); cached on disk for the packaged weights, so the ONNX path
-        reads it without torch."""
+        reads it without torch, and without loading the convnet)."""
+        if self.settings.backbone in EFFICIENTNET_NAMES:
+            return efficientnet_head(self.settings.backbone, self.settings.cache_dir)
         return classifier_head(self.classifier, self.settings.cache_dir)
 
     def similarity_maps(self, images: list[Image.Image], targets: np.ndarray, names: tuple[str, ...] | None = None):

