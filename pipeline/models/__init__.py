@@ -103,8 +103,8 @@ class Models:
     @cached_property
     def classifier_key(self) -> str:
         """``classifier.model_key`` (the cache key of a gallery's vectors), without loading the
-        packaged EfficientNet."""
-        if self.settings.backbone in EFFICIENTNET_NAMES:
+        packaged EfficientNet (a loaded classifier is asked itself)."""
+        if "classifier" not in self.__dict__ and self.settings.backbone in EFFICIENTNET_NAMES:
             return efficientnet_model_key(self.settings.backbone)
         return self.classifier.model_key
 
