@@ -37,6 +37,7 @@ class Settings:
         ``near-duplicate`` verdict and for excluding uploaded inputs found in the gallery).
     top_k: answers shown per space by default; max_top_k: the largest top k anyone may ask for (the
         app's slider, the chat's "top k", the CLI's ``--top-k`` and the API all use this one limit).
+    word_vocab_size: the free word analogy answers among GloVe's first (most frequent) this many words.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -56,6 +57,7 @@ class Settings:
     cosmul_eps: float = 1e-3
     blip_max_new_tokens: int = 30
     blip_cpu_item_limit: int = 200
+    word_vocab_size: int = 30_000
 
     def __post_init__(self) -> None:
         if self.layer not in LAYERS:
@@ -66,6 +68,8 @@ class Settings:
             raise ValueError(f"unknown captioner {self.captioner!r}: choose one of {', '.join(CAPTIONERS)}")
         if not 1 <= self.top_k <= self.max_top_k:
             raise ValueError(f"top_k must be a whole number from 1 to {self.max_top_k}")
+        if self.word_vocab_size < 1:
+            raise ValueError(f"word_vocab_size must be at least 1, got {self.word_vocab_size}")
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
 
     def replace(self, **changes) -> "Settings":

@@ -35,7 +35,8 @@ class Models:
 
     ``classifier`` (convnet, pooled + logits), ``text_embedder`` (sentence-transformers),
     ``labels_captioner`` (templates over ImageNet labels), ``blip()`` (BLIP, may raise
-    CaptionerUnavailable).
+    CaptionerUnavailable), ``word_vectors`` (GloVe 6B 50-d as a :class:`pipeline.words.WordVectors`,
+    memory-mapped; may raise WordVectorsUnavailable).
     """
 
     def __init__(self, settings: Settings):
@@ -60,6 +61,15 @@ class Models:
 
         with self._locks["load"]:
             return TextEmbedder(self.settings.text_model, device=self.device)
+
+    @cached_property
+    def word_vectors(self):
+        from ..words import WordVectors
+        from .glove import NAME, load_glove
+
+        with self._locks["load"]:
+            glove = load_glove(self.settings.cache_dir)
+            return WordVectors(glove.words, glove.vectors, name=NAME)
 
     @cached_property
     def labels_captioner(self):
