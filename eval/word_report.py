@@ -41,18 +41,16 @@ def summary(results) -> str:
     if baselines and "3cosadd" in t:
         best = max(baselines, key=lambda m: t[m]["excluded"]["accuracy"] or 0)
         gap = (t["3cosadd"]["excluded"]["accuracy"] or 0) - (t[best]["excluded"]["accuracy"] or 0)
-        lines.append(
-            f"The best baseline, {NAMES[best]}, gets {pct(t[best]['excluded']['accuracy'])} with the same "
-            f"exclusion ({'+' if gap >= 0 else '-'}{abs(gap) * 100:.1f} points for 3CosAdd); ONLY-C (the word nearest "
-            f"to C other than the inputs, no arithmetic) gets {pct(t['only-c']['excluded']['accuracy'])}"
-            if "only-c" in t else f"The best baseline, {NAMES[best]}, gets {pct(t[best]['excluded']['accuracy'])}")
-        lines[-1] += "."
-        per_section = results["sections"]
-        weak = [name for name, s in per_section.items() if "only-c" in s and s["3cosadd"]["excluded"]["total"]
-                and (s["3cosadd"]["excluded"]["accuracy"] or 0) - (s["only-c"]["excluded"]["accuracy"] or 0) < 0.05]
-        if weak and "only-c" in t:
-            lines.append(f"In {len(weak)} of {len(per_section)} sections 3CosAdd beats ONLY-C by less than 5 points: "
-                         f"{', '.join(weak)}.")
+        lines.append("With the same exclusion the baselines, which skip or reverse part of the arithmetic, get "
+                     + ", ".join(f"{NAMES[m]} {pct(t[m]['excluded']['accuracy'])}" for m in baselines)
+                     + f"; 3CosAdd is {abs(gap) * 100:.1f} points {'above' if gap >= 0 else 'below'} the best of "
+                     f"them, {NAMES[best]}.")
+        if "only-c" in t:
+            weak = [name for name, sec in results["sections"].items() if sec["3cosadd"]["excluded"]["total"]
+                    and (sec["3cosadd"]["excluded"]["accuracy"] or 0) - (sec["only-c"]["excluded"]["accuracy"] or 0) < 0.05]
+            if weak:
+                lines.append(f"In {len(weak)} of {len(results['sections'])} sections 3CosAdd beats ONLY-C (C's "
+                             f"nearest word) by less than 5 points: {', '.join(weak)}.")
     others = [m for m in METHODS if m in t and m != "3cosadd"]
     if others:
         lines.append("Other methods, inputs excluded: " + ", ".join(
@@ -141,10 +139,9 @@ def _plots(report: Report, results: dict) -> None:
 
     names = list(results["sections"])
     shown = [m for m in ("3cosadd", "only-c", "ignore-a") if m in methods]
-    fig, ax = new_figure(12, 4.5)
-    grouped_bars(ax, [n.replace("gram", "g").replace("-", "-\n", 1) for n in names],
-                 {NAMES[m] + " (excluded)": [results["sections"][n][m]["excluded"]["accuracy"] for n in names]
-                  for m in shown}, "accuracy @1")
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_title("Per section: 3CosAdd against the baselines that need no arithmetic")
+    fig, ax = new_figure(12, 5)
+    grouped_bars(ax, names, {NAMES[m]: [results["sections"][n][m]["excluded"]["accuracy"] for n in names]
+                             for m in shown}, "accuracy @1, inputs excluded")
+    ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+    ax.set_title("Per section: 3CosAdd against C's nearest word (ONLY-C) and B + C (IGNORE-A)")
     report.figure("sections.png", fig)

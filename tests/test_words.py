@@ -155,6 +155,14 @@ def _words_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
                           env=env, cwd=REPO, timeout=300)
 
 
+def test_words_command_has_help(capsys):
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["words", "--help"])
+    assert exit_info.value.code == 0 and "--restrict-vocab" in capsys.readouterr().out
+
+
 def test_words_command_text_json_and_errors(session_cache):
     text = _words_cli("man", "king", "woman", cache=session_cache)
     assert text.returncode == 0, text.stderr
