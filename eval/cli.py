@@ -1,7 +1,8 @@
 """``python -m eval SUITE --gallery DIR --out DIR [options]``; ``python -m eval SUITE --help``.
 
-Suites: ``reproduce-2017``, ``transforms``, ``agreement``. Each writes ``results.json``, ``results.md``
-and PNG plots into ``--out``. Errors are one line on stderr and exit status 2 (``IAE_DEBUG=1`` shows
+Suites: ``reproduce-2017``, ``transforms``, ``agreement`` (over a gallery) and ``word-analogies`` (the
+Google analogy benchmark on GloVe word vectors). Each writes ``results.json``, ``results.md`` and PNG
+plots into ``--out``. Errors are one line on stderr and exit status 2 (``IAE_DEBUG=1`` shows
 the traceback).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pipeline.config import LAYERS, Settings
 from pipeline.errors import guarded
 from pipeline.vectors import ALL_METHODS
 
-from . import agreement, reproduce, transforms
+from . import agreement, reproduce, transforms, word_analogies
 from .common import open_explorer
 
 
@@ -83,6 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ag, questions=500)
     ag.add_argument("--method", choices=ALL_METHODS, default="3cosadd", help="scoring method (default 3cosadd)")
     ag.add_argument("--top-k", type=_positive, default=5, help="k of the top-k overlap (default 5)")
+
+    wa = suites.add_parser(
+        "word-analogies", help="the Google analogy benchmark on GloVe, as gensim scores it and then honestly",
+        description="Answer every question of an analogy file (default: questions-words.txt, 19,544 questions "
+                    "in 14 sections, found where gensim is installed) over GloVe 6B 50-d. With 3CosAdd, inputs "
+                    "excluded, case-insensitive matching and questions with a word outside the first N words "
+                    "skipped, the counts equal gensim's KeyedVectors.evaluate_word_analogies. Then every method "
+                    "and baseline with and without exclusion, accuracy @1 and @5, and where the unexcluded "
+                    "answer lands (A, B, C, the right word, another); per section.")
+    wa.add_argument("--questions", type=Path, help="questions file (': section' lines, then 'A B C D' lines; "
+                    "default: gensim's questions-words.txt)")
+    wa.add_argument("--restrict-vocab", type=_positive, default=300_000, metavar="N",
+                    help="answers among the N most frequent words; questions with a word outside them are "
+                         "skipped (default 300000, gensim's default)")
+    wa.add_argument("--out", type=Path, required=True, help="folder for results.json, results.md and the PNG plots")
+    wa.add_argument("--json", action="store_true", help="print results.json to stdout instead of a summary")
+    wa.add_argument("--cache-dir", type=Path, help="where the word list is cached (default "
+                    "~/.cache/image-analogy-explainer)")
     return parser
 
 
@@ -93,6 +112,9 @@ def _summary_lines(report) -> list[str]:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.suite == "word-analogies":
+        report = word_analogies.run(Settings.from_env().replace(cache_dir=args.cache_dir), args, argv)
+        return _finish(report, args)
     settings = Settings.from_args(args)
     if args.suite == "transforms":
         report = transforms.run(settings, args, argv)
@@ -102,6 +124,11 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             report = reproduce.run(explorer, args, argv)
         else:
             report = agreement.run(explorer, args, argv)
+    return _finish(report, args)
+
+
+def _finish(report, args) -> int:
+    """Write the report into ``--out``; print its summary (or results.json with ``--json``)."""
     written = report.write(args.out)
     if args.json:
         print((args.out / "results.json").read_text(encoding="utf-8"), end="")

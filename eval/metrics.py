@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from pipeline.classes import class_centroids, class_sums, unit_rows  # noqa: F401 (class_centroids re-exported)
+
 Progress = Callable[[int, int], None]
 """progress(done, total) for long loops."""
 
@@ -94,38 +96,8 @@ def topk_classification(logits: np.ndarray, targets: np.ndarray, ks: Sequence[in
 # --- class centroids and the nearest-centroid model ----------------------------------------------
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
-def class_centroids(vectors: np.ndarray, labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Per class, the mean of its items' (normalised) vectors, L2-normalised again.
-
-    Args:
-        vectors: ``(N, D)`` item vectors, rows L2-normalised.
-        labels: N class labels (strings).
-
-    Returns:
-        ``(classes, centroids)``: the sorted distinct labels and a ``(C, D)`` float32 array whose row i
-        is the unit-length centroid of ``classes[i]``.
-    """
-    classes, _, sums = _class_sums(vectors, labels)
-    return classes, _unit_rows(sums).astype(np.float32)
-
-
-def _class_sums(vectors: np.ndarray, labels: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(sorted distinct labels, (N,) class index of each item, (C, D) float64 sum of each class's vectors)."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if len(vectors) != len(labels):
-        raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
-    classes = sorted(set(labels))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[l] for l in labels], dtype=np.int64)
-    sums = np.zeros((len(classes), vectors.shape[1]))
-    np.add.at(sums, y, vectors)
-    return classes, y, sums
+# class_centroids (and its helpers) live in pipeline.classes, shared with questions about classes;
+# M.class_centroids stays available here for the suites.
 
 
 @dataclass
@@ -157,9 +129,9 @@ def nearest_centroid_loo(vectors: np.ndarray, labels: Sequence[str]) -> Centroid
     one of its class cannot be predicted right (its own-class score is -inf).
     """
     vectors = np.asarray(vectors, dtype=np.float64)
-    classes, y, sums = _class_sums(vectors, labels)
+    classes, y, sums = class_sums(vectors, labels)
     counts = np.bincount(y, minlength=len(classes))
-    scores = vectors @ _unit_rows(sums).T  # (N, C)
+    scores = vectors @ unit_rows(sums).T  # (N, C)
     own = sums[y] - vectors  # the own-class sum without the item
     own_norm = np.linalg.norm(own, axis=1)
     alone = (counts[y] <= 1) | (own_norm <= 1e-12)

@@ -1,7 +1,7 @@
 """Command line: ``python -m pipeline <command> --help``.
 
 Commands: ``gallery build DIR``, ``labels IMG...``, ``caption IMG...``, ``analogy A B C``,
-``explain A B C``. Every command takes ``--json``; errors are one line on stderr and exit status 2.
+``explain A B C``, ``words A B C`` (a pure word analogy over GloVe, no images). Every command takes ``--json``; errors are one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from .batch import open_batch, run_batch
 from .config import CAPTIONERS, DEVICES, LAYERS, Settings
 from .errors import SettingsError, guarded
 from .explorer import Explorer
+from .models import Models
 from .prepare import prepare_questions
 from .progress import show_progress, tqdm_progress
 from .vectors import ALL_METHODS
+from .words import word_analogy
 
 CAPTIONER_HELP = ("auto (default): caption files, else BLIP when it loads and is fast enough here, else the "
                   "classifier's labels")
@@ -116,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="The chat-style explanation of A : B :: C : ?.")
     _question(explain)
     _common(explain)
+
+    words = commands.add_parser(
+        "words", help="answer A : B :: C : ? over GloVe word vectors (no images)",
+        description="A pure word analogy over GloVe 6B 50-d: the answer among the most frequent words, the top k, "
+                    "the baselines' answers, and what wins without exclusion (man : king :: woman : ? is 'king' "
+                    "itself unless the inputs are excluded). A, B or C may be several words in quotes "
+                    "(\"domestic cat\": the normalised mean of the words' vectors).")
+    for role in "ABC":
+        words.add_argument(role.lower(), metavar=role, help="a word, or several words in quotes")
+    words.add_argument("--method", choices=ALL_METHODS, default="3cosadd",
+                       help="scoring method (default 3cosadd); the baselines can be asked for directly too")
+    words.add_argument("--restrict-vocab", type=int, metavar="N",
+                       help="answer among the N most frequent words (default 30000, IAE_WORD_VOCAB_SIZE)")
+    words.add_argument("--no-exclude", action="store_true", help="do not exclude the input words from the answers")
+    words.add_argument("--top-k", type=int, default=5, help="answers to show (default 5)")
+    words.add_argument("--cache-dir", type=Path, help="where the word list is cached "
+                       "(default ~/.cache/image-analogy-explainer)")
+    words.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -132,7 +152,21 @@ def check_top_k(top_k: int, settings: Settings) -> int:
     return top_k
 
 
+def run_words(args: argparse.Namespace) -> int:
+    """The ``words`` command: a free word analogy (pipeline.words.word_analogy)."""
+    if args.restrict_vocab is not None and args.restrict_vocab < 1:
+        raise SettingsError(f"--restrict-vocab must be at least 1, got {args.restrict_vocab}")
+    settings = Settings.from_env().replace(cache_dir=args.cache_dir, word_vocab_size=args.restrict_vocab)
+    check_top_k(args.top_k, settings)
+    answer = word_analogy(Models(settings).word_vectors, args.a, args.b, args.c, method=args.method,
+                          vocab_size=settings.word_vocab_size, exclude=not args.no_exclude, top_k=args.top_k,
+                          eps=settings.cosmul_eps, strict=True)
+    return emit(args, answer.as_dict(), render.word_answer)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "words":
+        return run_words(args)
     settings = Settings.from_args(args)
     explorer = Explorer(settings)
     progress = tqdm_progress(show_progress())

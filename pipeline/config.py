@@ -49,6 +49,7 @@ class Settings:
         app's slider, the chat's "top k", the CLI's ``--top-k`` and the API all use this one limit).
     blip_max_new_tokens: the longest BLIP caption, in tokens.
     blip_cpu_item_limit: ``--captioner auto`` uses BLIP on a CPU only for galleries up to this size.
+    word_vocab_size: the free word analogy answers among GloVe's first (most frequent) this many words.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -68,6 +69,7 @@ class Settings:
     cosmul_eps: float = 1e-3
     blip_max_new_tokens: int = 30
     blip_cpu_item_limit: int = 200
+    word_vocab_size: int = 30_000
 
     def __post_init__(self) -> None:
         for name, allowed in (("layer", LAYERS), ("device", DEVICES), ("captioner", CAPTIONERS)):
@@ -81,6 +83,8 @@ class Settings:
             raise SettingsError(f"top_k must be a whole number from 1 to {self.max_top_k}")
         if not self.cosmul_eps > 0:
             raise SettingsError(f"cosmul_eps must be above 0, got {self.cosmul_eps}")
+        if self.word_vocab_size < 1:
+            raise SettingsError(f"word_vocab_size must be at least 1, got {self.word_vocab_size}")
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
 
     def replace(self, **changes) -> "Settings":

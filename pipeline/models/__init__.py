@@ -26,6 +26,8 @@ from .captioners import BlipCaptioner, LabelsCaptioner
 from .convnet import (EFFICIENTNET_NAMES, ConvnetOutput, center_crop_array, efficientnet_input, efficientnet_model_key,
                       load_classifier, onnx_classifier_name)
 from .head import classifier_head, efficientnet_head
+from ..words import WordVectors
+from .glove import NAME, load_glove
 from .heatmaps import SimilarityCAM
 from .text import TextEmbedder
 
@@ -80,9 +82,10 @@ class Models:
     ``classifier`` (convnet, pooled + logits), ``text_embedder`` (onnxruntime on a CPU,
     sentence-transformers on CUDA or where the model cannot run through onnxruntime),
     ``labels_captioner`` (templates over ImageNet labels), ``blip()`` (BLIP, may raise
-    CaptionerUnavailable). ``classifier_key`` and ``classifier_name`` say which convnet it is without
-    loading it where the weights file tells (the packaged EfficientNet; its name on the CPU), so that
-    a gallery answered from its cache loads no model.
+    CaptionerUnavailable), ``word_vectors`` (GloVe 6B 50-d as a :class:`pipeline.words.WordVectors`,
+    memory-mapped; may raise WordVectorsUnavailable). ``classifier_key`` and ``classifier_name`` say
+    which convnet it is without loading it where the weights file tells (the packaged EfficientNet; its
+    name on the CPU), so that a gallery answered from its cache loads no model.
     """
 
     def __init__(self, settings: Settings):
@@ -119,6 +122,12 @@ class Models:
     def text_embedder(self):
         with self._locks["load"]:
             return TextEmbedder(self.settings.text_model, device=self.device, cache_dir=self.settings.cache_dir)
+
+    @cached_property
+    def word_vectors(self):
+        with self._locks["load"]:
+            glove = load_glove(self.settings.cache_dir)
+            return WordVectors(glove.words, glove.vectors, name=NAME)
 
     @cached_property
     def labels_captioner(self):
