@@ -24,7 +24,7 @@ from .images import bytes_sha256, describe, file_sha256, load_image
 from .labels import LabelScore, top_labels
 from .errors import AnalogyError
 
-ROLES = ("A", "B", "C")
+ROLES = vec.ROLES
 VERDICTS = ("input", "only-c", "ignore-a", "near-duplicate", "genuine")
 
 

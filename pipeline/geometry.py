@@ -29,7 +29,7 @@ import numpy as np
 from . import vectors as vec
 from .wording import prompts, why
 
-ROLES = ("A", "B", "C", "query", "answer", "top", "neighbour")
+POINT_ROLES = ("A", "B", "C", "query", "answer", "top", "neighbour")
 
 #: The query point x a + y b + z c of each method that has one (coefficients on the normalised a, b,
 #: c). PairDirection has none; its nearest analogue c + (b - a) is drawn (and said to be an analogue).
@@ -47,7 +47,7 @@ ZERO = 1e-12
 
 @dataclass(frozen=True)
 class Point:
-    """A drawn point: ``role`` one of :data:`ROLES`, ``id`` its gallery id (None for the query and
+    """A drawn point: ``role`` one of :data:`POINT_ROLES`, ``id`` its gallery id (None for the query and
     for inputs not in the gallery), ``x``, ``y`` its coordinates in the plane."""
 
     role: str
@@ -63,7 +63,7 @@ class Point:
 class Geometry:
     """plane_kind: ``offset`` | ``answer`` | ``any`` (see module doc); preserved: mean distance ratio
     in [0, 1]; points: A, B, C, the query (when the method has one), the answer, the rest of the top-k,
-    C's neighbours, each gallery id drawn once (first role wins, in :data:`ROLES` order); method: the
+    C's neighbours, each gallery id drawn once (first role wins, in :data:`POINT_ROLES` order); method: the
     analogy method; nn_radius: the typical nearest-neighbour distance drawn around C (None: not
     given); offset_norm: |b - a|."""
 

@@ -16,7 +16,7 @@ import numpy as np
 from . import vectors as vec
 from .errors import AnalogyError
 
-ROLES = ("A", "B", "C")
+ROLES = vec.ROLES
 
 
 @dataclass

@@ -41,6 +41,7 @@ from typing import Iterable
 
 import numpy as np
 
+ROLES = ("A", "B", "C")  # the inputs of A : B :: C : ?, in order
 METHODS = ("3cosadd", "3cosmul", "pairdirection")
 BASELINES = ("only-c", "ignore-a", "add-opposite", "multiply")
 ALL_METHODS = METHODS + BASELINES
