@@ -366,12 +366,17 @@ def test_follow_up_chat(handlers, default_explorer):
     assert answer.top_k == 30 <= default_explorer.settings.max_top_k
     again = solve(handlers, *(gallery_file(default_explorer, p) for p in EXAMPLES[0]), top_k=answer.top_k)
     assert len(again["image_gallery"]) == 30
+    # a question the chat cannot answer is echoed in the reply, shown as typed too
+    answer = ask("![x](http://elsewhere/x.png)", report, history)
+    shown = "\\!\\[x\\]\\(http\\:\\/\\/elsewhere\\/x\\.png\\)"
+    assert answer.chat[-2]["content"] == shown and shown in answer.chat[-1]["content"]
+    assert "![x](" not in answer.chat[-1]["content"]
 
 
 def test_user_text_in_the_chat_is_shown_as_typed():
     """A user's question goes into the chat with every Markdown character escaped: an image, a link, an
     HTML tag is shown as those characters (tests/test_app_browser.py checks it in a real browser)."""
-    from webui.format import literal_markdown
+    from pipeline.chat import literal_markdown
 
     assert literal_markdown("![x](http://elsewhere/x.png)") == "\\!\\[x\\]\\(http\\:\\/\\/elsewhere\\/x\\.png\\)"
     assert literal_markdown("<img src=x> *a* `b` # c") == "\\<img src\\=x\\> \\*a\\* \\`b\\` \\# c"

@@ -39,17 +39,6 @@ def md_escape(text: Any) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", "" if text is None else str(text))
 
 
-def literal_markdown(text: Any) -> str:
-    """``text`` written so that a Markdown renderer shows it as typed: every ASCII punctuation character
-    backslash-escaped (CommonMark lets any be), so no image, link, HTML tag, emphasis, heading, list or
-    code span is made of it (``![x](http://elsewhere/x.png)`` stays those characters and nothing is
-    fetched). For the chat's user messages."""
-    return _PUNCTUATION.sub(r"\\\g<0>", "" if text is None else str(text))
-
-
-_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
-
-
 def badge(verdict: str) -> str:
     colour, meaning = VERDICTS.get(verdict, ("#475569", verdict))
     return (f'<span class="iae-badge" title="{esc(meaning)}" style="background:{colour};color:#fff;'

@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple
 import gradio as gr
 from PIL import Image
 
-from pipeline.chat import answer_question
+from pipeline.chat import answer_question, literal_markdown
 from pipeline.config import PROJECT_ROOT
 from pipeline.default_gallery import EXAMPLES
 from pipeline.errors import UserError, error_line
@@ -342,12 +342,12 @@ class Handlers:
     def ask(self, question: str, report, history: list) -> Asked:
         """A follow-up ``question`` about ``report``, answered by the explainer's chat. ``history`` is the
         conversation so far, kept in the session (never sent by the client); the question joins it as
-        text shown literally (:func:`webui.format.literal_markdown`: its Markdown is not rendered)."""
+        text shown literally (:func:`pipeline.chat.literal_markdown`: its Markdown is not rendered)."""
         question = api_inputs.question(question).strip()
         if report is None:
             raise gr.Error("Solve an analogy first (pick A, B and C, then press Solve); then ask about it.")
         reply, new_report = answer_question(self.explorer, report, question)
-        history = list(history or []) + [{"role": "user", "content": fmt.literal_markdown(question)},
+        history = list(history or []) + [{"role": "user", "content": literal_markdown(question)},
                                          {"role": "assistant", "content": reply}]
         if new_report is report:
             return Asked.in_words(history, report)
