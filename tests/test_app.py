@@ -250,6 +250,24 @@ def test_bad_uploads_get_a_clear_message_then_the_app_answers(handlers, default_
     assert solve(handlers, a, b, c)["report"].image_space.top is not None
 
 
+@pytest.mark.xfail(strict=True, reason="needs the pipeline/images.py patch of the issue 14 app report: photos over "
+                   "PIL's own bomb limit (about 89 MP) get PIL's words instead of the app's 40 MP limit")
+def test_photos_over_pils_own_limit_get_the_apps_pixel_limit(handlers, default_explorer, tmp_path):
+    """Above PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, about 89 MP: a warning; twice
+    that: an error) the message is still the app's: the size, and the limit of Settings.max_pixels."""
+    from tests.bad_inputs import _blank_bilevel_png
+
+    a, b = (gallery_file(default_explorer, p) for p in EXAMPLES[0][:2])
+    limit = f"over the limit of {default_explorer.settings.max_pixels:,} pixels"
+    for width, height in ((10_000, 9_500), (15_000, 12_000), (20_000, 20_000)):  # 95, 180 and 400 MP
+        photo = tmp_path / f"huge-{width}.png"
+        photo.write_bytes(_blank_bilevel_png(width, height))
+        with pytest.raises(gr.Error) as caught:
+            solve(handlers, a, b, str(photo))
+        message = caught.value.message
+        assert message.startswith(f"huge-{width}.png: image is {width * height:,} pixels, {limit}"), message
+
+
 def test_valid_but_odd_uploads_are_answered(handlers, default_explorer, corpus):
     a, b = (gallery_file(default_explorer, p) for p in EXAMPLES[0][:2])
     for name in ("cmyk_jpeg", "grey16_png", "exif_rotated_jpeg", "palette_transparent_png", "animated_gif"):
