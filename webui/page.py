@@ -22,7 +22,7 @@ from pipeline.vectors import ALL_METHODS
 from . import api_inputs
 from . import format as fmt
 from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
-                       user_facing)
+                       releasing_memory, user_facing)
 
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
 MODEL_CONCURRENCY = 2  # the machine's cores do the work; more parallel requests only queue inside
@@ -178,12 +178,12 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
         panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
                       caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
                       agreement=agreement_md)
-        solve_btn.click(user_facing(h.solve), inputs=[*slots, method, layer, exclude, top_k],
+        solve_btn.click(user_facing(releasing_memory(h.solve)), inputs=[*slots, method, layer, exclude, top_k],
                         outputs=outputs(Solved, report=report_state, history=history_state, **panels, chat=chat,
                                         report_json=report_code),
                         api_name="analogy", **MODEL_BOUND)
         # the Chatbot is never an input: a history sent by a client could name server files
-        ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, history_state],
+        ask_event = dict(fn=user_facing(releasing_memory(h.ask)), inputs=[question, report_state, history_state],
                          outputs=outputs(Asked, chat=chat, history=history_state, report=report_state,
                                          question_box=question, **panels, report_json=report_code, method=method,
                                          layer=layer, exclude=exclude, top_k=top_k),
@@ -216,8 +216,8 @@ def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> Ch
                 caption = gr.Markdown(elem_id="classifier-caption")
 
         classified = outputs(Classified, labels=labels, caption=caption)
-        button.click(user_facing(h.classify), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
-        image.upload(user_facing(h.classify), inputs=image, outputs=classified, api_visibility="private",
+        button.click(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
+        image.upload(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_visibility="private",
                      **MODEL_BOUND)
         browse.select(user_facing(h.pick_for_classifier), inputs=ids,
                       outputs=outputs(PickedForClassifier, image=image, labels=labels, caption=caption),
