@@ -267,9 +267,14 @@ def _reply_image_space(explorer, report, question):
     return _space_details(report, "image_space"), report
 
 
+ECHOED_CHARS = 80  # a question the chat cannot answer is quoted up to this many characters
+
+
 def _reply_unknown(explorer, report, question):
-    return (templates()["replies"]["unknown"].format(question=literal_markdown(question.strip()),
-                                                     capabilities=capabilities()), report)
+    quoted = question.strip()
+    quoted = quoted if len(quoted) <= ECHOED_CHARS else quoted[:ECHOED_CHARS] + "\u2026"
+    return (templates()["replies"]["unknown"].format(question=literal_markdown(quoted), capabilities=capabilities()),
+            report)
 
 
 _HANDLERS = {

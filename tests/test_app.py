@@ -25,6 +25,7 @@ from pipeline.default_gallery import EXAMPLES
 from pipeline.web_copies import THUMB_SIZE
 from webui import CONCURRENCY_ID, GENERIC_ERROR, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, Handlers, build_demo, user_facing
 from webui import http_guards
+from webui.handlers import MAX_CHAT_MESSAGES
 from tests.bad_inputs import make_corpus
 from tests.conftest import REPO, running_app
 
@@ -286,6 +287,18 @@ def test_unexpected_errors_become_a_generic_message_and_are_logged(caplog):
     assert caught.value.print_exception is False  # logged once, above; Gradio prints nothing more
 
 
+def test_memory_is_given_back_through_glibc():
+    """release_memory finds glibc's malloc_trim where there is glibc (without it, memory freed by worker
+    threads stays with the process: tests/test_app_reliability.py measures it on the real server)."""
+    import platform
+
+    from webui import handlers as module
+
+    if platform.libc_ver()[0] == "glibc":
+        assert module._LIBC is not None and module._LIBC.malloc_trim(0) in (0, 1)
+    module.release_memory()
+
+
 def test_user_errors_are_logged_in_one_line_without_a_traceback(caplog):
     from pipeline.errors import ImageError
 
@@ -389,6 +402,10 @@ def test_follow_up_chat(handlers, default_explorer):
     shown = "\\!\\[x\\]\\(http\\:\\/\\/elsewhere\\/x\\.png\\)"
     assert answer.chat[-2]["content"] == shown and shown in answer.chat[-1]["content"]
     assert "![x](" not in answer.chat[-1]["content"]
+    # the conversation kept is bounded: the newest MAX_CHAT_MESSAGES
+    long_history = [{"role": "assistant", "content": f"old {n}"} for n in range(MAX_CHAT_MESSAGES + 20)]
+    answer = ask("help", report, long_history)
+    assert len(answer.history) == MAX_CHAT_MESSAGES and answer.history[:-2] == long_history[-MAX_CHAT_MESSAGES + 2:]
 
 
 def test_user_text_in_the_chat_is_shown_as_typed():

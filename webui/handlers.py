@@ -38,6 +38,7 @@ log = logging.getLogger("iae.app")
 
 MAX_BROWSE = 1000  # thumbnails shown at once in a browse panel; the filter finds the others
 MAX_LOGGED_CHARS = 300
+MAX_CHAT_MESSAGES = 50  # the conversation kept (and sent back with each answer): the newest messages
 ROLES = ("A", "B", "C")
 GENERIC_ERROR = ("Something went wrong on our side while answering. The error was logged; "
                  "please try again, or try other images.")
@@ -342,13 +343,15 @@ class Handlers:
     def ask(self, question: str, report, history: list) -> Asked:
         """A follow-up ``question`` about ``report``, answered by the explainer's chat. ``history`` is the
         conversation so far, kept in the session (never sent by the client); the question joins it as
-        text shown literally (:func:`pipeline.chat.literal_markdown`: its Markdown is not rendered)."""
+        text shown literally (:func:`pipeline.chat.literal_markdown`: its Markdown is not rendered), and
+        only the newest :data:`MAX_CHAT_MESSAGES` are kept, so that the work of each question (the whole
+        conversation goes back to the page) stays bounded however long a session asks."""
         question = api_inputs.question(question).strip()
         if report is None:
             raise gr.Error("Solve an analogy first (pick A, B and C, then press Solve); then ask about it.")
         reply, new_report = answer_question(self.explorer, report, question)
-        history = list(history or []) + [{"role": "user", "content": literal_markdown(question)},
-                                         {"role": "assistant", "content": reply}]
+        history = (list(history or []) + [{"role": "user", "content": literal_markdown(question)},
+                                          {"role": "assistant", "content": reply}])[-MAX_CHAT_MESSAGES:]
         if new_report is report:
             return Asked.in_words(history, report)
         return Asked(history, history, new_report, "", *self.render(new_report), report_json=fmt.report_json(new_report),

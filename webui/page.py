@@ -79,6 +79,21 @@ class UploadImage(gr.Image, metaclass=_NoStubComponentMeta):
         return super().preprocess(payload)
 
 
+class ResultsGallery(gr.Gallery, metaclass=_NoStubComponentMeta):
+    """``gr.Gallery`` whose API schema (the JSON schema of its data model) is computed once. Gradio
+    builds a new instance of an output component for every event that skips it (``gr.skip()``) and
+    computes that schema again for it: 6 ms for a gallery on an idle machine, more on a busy one,
+    holding the interpreter lock. A follow-up answered in words skips both answer galleries."""
+
+    is_template = True
+    _api_schema: dict | None = None
+
+    def api_info(self) -> dict:
+        if ResultsGallery._api_schema is None:
+            ResultsGallery._api_schema = super().api_info()
+        return ResultsGallery._api_schema
+
+
 def outputs(result: type[NamedTuple], **components) -> list:
     """The components an event updates, in the order of the fields of its handler's ``result``: each
     field must be given as a keyword, and nothing else."""
@@ -156,11 +171,11 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
         with gr.Row(equal_height=False):
             with gr.Column():
                 image_head = gr.HTML(elem_id="image-space-head")
-                image_results = gr.Gallery(label="Image space: top answers", columns=5, height=200,
+                image_results = ResultsGallery(label="Image space: top answers", columns=5, height=200,
                                            object_fit="contain", elem_id="image-space")
             with gr.Column():
                 caption_head = gr.HTML(elem_id="caption-space-head")
-                caption_results = gr.Gallery(label="Caption space: top answers", columns=5, height=200,
+                caption_results = ResultsGallery(label="Caption space: top answers", columns=5, height=200,
                                              object_fit="contain", elem_id="caption-space")
                 text_md = gr.Markdown(elem_id="text-answer")
         agreement_md = gr.Markdown(elem_id="agreement")
