@@ -349,7 +349,11 @@ class Handlers:
         question = api_inputs.question(question).strip()
         if report is None:
             raise gr.Error("Solve an analogy first (pick A, B and C, then press Solve); then ask about it.")
-        reply, new_report = answer_question(self.explorer, report, question)
+        try:
+            reply, new_report = answer_question(self.explorer, report, question)
+        finally:
+            if any(inp.item_id is None for inp in report.inputs):  # a re-run decodes the uploads again
+                release_memory()
         history = (list(history or []) + [{"role": "user", "content": literal_markdown(question)},
                                           {"role": "assistant", "content": reply}])[-MAX_CHAT_MESSAGES:]
         if new_report is report:

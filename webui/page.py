@@ -198,7 +198,7 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
                                         report_json=report_code),
                         api_name="analogy", **MODEL_BOUND)
         # the Chatbot is never an input: a history sent by a client could name server files
-        ask_event = dict(fn=user_facing(releasing_memory(h.ask)), inputs=[question, report_state, history_state],
+        ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, history_state],
                          outputs=outputs(Asked, chat=chat, history=history_state, report=report_state,
                                          question_box=question, **panels, report_json=report_code, method=method,
                                          layer=layer, exclude=exclude, top_k=top_k),
