@@ -10,7 +10,9 @@ evaluation reports (newest first).
 Importing this module loads no model. Start-up errors reach the user as one line through
 :func:`pipeline.errors.guarded`, the CLI's guard. The app serves only the web copies of gallery images
 and evaluation figures (:mod:`pipeline.web_copies`) and Gradio's own uploads: never the gallery
-folder, the rest of the cache, or the evaluation reports (:func:`launch_options`).
+folder, the rest of the cache, or the evaluation reports (:func:`launch_options`). Two kinds of request
+that Gradio alone answers with a 500 (a Range header that is not one byte range, an upload part without
+a file name) get 416 and 400 (:mod:`webui.http_guards`).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from pipeline.errors import error_line, guarded
 from pipeline.explorer import Explorer
 from pipeline.prepare import prepare_questions
 from pipeline.reports import DEFAULT_EVAL_DIR
-from webui import Handlers, build_demo
+from webui import Handlers, build_demo, http_guards
 from webui.format import CSS
 
 log = logging.getLogger("iae.app")
@@ -61,13 +63,15 @@ def launch_options(handlers: Handlers) -> dict:
     """``demo.launch`` keyword arguments that enforce the app's limits: the upload size cap; files served
     only from the folders of web copies (:meth:`Handlers.served_folders`: gallery thumbnails and
     previews, evaluation figures) besides Gradio's own uploads, with the gallery folder itself blocked
-    (so not even a handler could hand out a file from it); CSS."""
+    (so not even a handler could hand out a file from it); the HTTP guards (:func:`webui.http_guards.app_kwargs`);
+    CSS."""
     allowed = [str(folder.resolve()) for folder in handlers.served_folders()]
     root = handlers.gallery.root.resolve()
     # (a cache folder inside the gallery folder would be blocked with it: then only the copies are allowed)
     blocked = [] if any(Path(folder).is_relative_to(root) for folder in allowed) else [str(root)]
     return {"max_file_size": handlers.explorer.settings.max_file_bytes, "allowed_paths": allowed,
-            "blocked_paths": blocked, "css": CSS, "show_error": False, "theme": gr.themes.Soft()}
+            "blocked_paths": blocked, "app_kwargs": http_guards.app_kwargs(), "css": CSS, "show_error": False,
+            "theme": gr.themes.Soft()}
 
 
 def warm_up(explorer: Explorer, progress=None) -> None:

@@ -11,6 +11,8 @@ Public API:
 * :func:`answer_question` (explorer, report, question) -> (reply markdown, report).
 * :func:`match_intent` (question) -> intent name | None; :func:`capabilities` () -> the list of what
   the chat answers, one markdown line each.
+* :func:`literal_markdown` (text) -> Markdown that shows ``text`` as typed (a question echoed in a
+  reply, the question itself in the app's chat).
 """
 from __future__ import annotations
 
@@ -24,6 +26,17 @@ from .errors import RerunImpossible
 from .intents import match_intent
 from .explain import (exclusion_word, fmt, input_ref, item_ref, labels_text, space_message, space_name, templates,
                       without_exclusion_message)
+
+
+_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+
+
+def literal_markdown(text: str) -> str:
+    """``text`` written so that a Markdown renderer shows it as typed: every ASCII punctuation character
+    backslash-escaped (CommonMark lets any be), so no image, link, HTML tag, emphasis, heading, list or
+    code span is made of it (``![x](http://elsewhere/x.png)`` stays those characters and nothing is
+    fetched)."""
+    return _PUNCTUATION.sub(r"\\\g<0>", text)
 
 
 def capabilities() -> str:
@@ -254,8 +267,14 @@ def _reply_image_space(explorer, report, question):
     return _space_details(report, "image_space"), report
 
 
+ECHOED_CHARS = 80  # a question the chat cannot answer is quoted up to this many characters
+
+
 def _reply_unknown(explorer, report, question):
-    return templates()["replies"]["unknown"].format(question=question.strip(), capabilities=capabilities()), report
+    quoted = question.strip()
+    quoted = quoted if len(quoted) <= ECHOED_CHARS else quoted[:ECHOED_CHARS] + "\u2026"
+    return (templates()["replies"]["unknown"].format(question=literal_markdown(quoted), capabilities=capabilities()),
+            report)
 
 
 _HANDLERS = {

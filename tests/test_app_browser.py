@@ -19,6 +19,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
+HOSTILE_MARKDOWN = ["![x](http://elsewhere.invalid/x.png)", "<img src=http://elsewhere.invalid/y.png>",
+                    "[click](javascript:alert(1)) *not emphasised* $$x^2$$"]
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"chromium not found at {CHROMIUM}: run scripts/setup.sh test"),
@@ -80,6 +83,20 @@ def test_pick_from_gallery_solve_and_read_the_explanation(server, page, tmp_path
     page.locator("#question-box textarea").fill("why?")
     page.locator("#question-box textarea").press("Enter")
     page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('Why these verdicts')")
+
+    # the user's own text is shown as typed: no image fetched from elsewhere, no tag, no link made of it
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    for question in HOSTILE_MARKDOWN:
+        page.locator("#question-box textarea").fill(question)
+        page.locator("#question-box textarea").press("Enter")
+        page.wait_for_function("(text) => document.querySelector('#chat')?.innerText.includes(text)", arg=question)
+    page.wait_for_timeout(1000)
+    assert not [url for url in requests if "elsewhere" in url], requests
+    chat_html = page.locator("#chat").inner_html()
+    assert "elsewhere" not in " ".join(page.locator("#chat img").evaluate_all("els => els.map(e => e.src)"))
+    assert 'href="javascript' not in chat_html and "onerror" not in " ".join(
+        page.locator("#chat [onerror]").evaluate_all("els => els.map(e => e.outerHTML)"))
 
     page.locator("#solve").scroll_into_view_if_needed()
     shot = tmp_path / "screenshot.png"

@@ -57,10 +57,10 @@ def server(default_explorer, eval_dir):
         yield running
 
 
-def new_client(server):
+def new_client(server, download_files: bool = True):
     from gradio_client import Client
 
-    return Client(server["url"], verbose=False, analytics_enabled=False)
+    return Client(server["url"], verbose=False, analytics_enabled=False, download_files=download_files)
 
 
 @pytest.fixture(scope="module")
@@ -213,23 +213,32 @@ def _call(server, api: str, data: list) -> str:
     return httpx.get(server["url"] + f"gradio_api/call/{api}/{event_id}", timeout=120).text
 
 
-def _join(server, api_name: str, data: list, event_data) -> dict:
-    """Call a private event (as the page does, by its index in the queue) with chosen event data;
-    -> the process_completed message."""
-    demo = server["demo"]
-    fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == api_name)
-    session = f"s{time.monotonic_ns()}"
-    response = httpx.post(server["url"] + "gradio_api/queue/join", timeout=30,
-                          json={"data": data, "fn_index": fn_index, "session_hash": session,
-                                "event_data": event_data, "trigger_id": None})
+def join_event(url: str, fn_index: int, data: list, session: str, event_data=None, http=httpx) -> dict:
+    """Run one event as the page does (no client library): join the queue with the event's index in
+    ``session``, then read the session's event stream until the event completes; -> the
+    process_completed message. ``http``: httpx, or an ``httpx.Client`` to keep its connections."""
+    response = http.post(url + "gradio_api/queue/join", timeout=30,
+                         json={"data": data, "fn_index": fn_index, "session_hash": session,
+                               "event_data": event_data, "trigger_id": None})
     assert response.status_code == 200, response.text
-    with httpx.stream("GET", server["url"] + f"gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
+    with http.stream("GET", url + f"gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
         for line in stream.iter_lines():
             if line.startswith("data:"):
                 message = json.loads(line[5:])
                 if message.get("msg") == "process_completed":
                     return message
     raise AssertionError("no process_completed message")
+
+
+def fn_index(server, api_name: str) -> int:
+    return next(i for i, fn in server["demo"].fns.items() if fn.api_name == api_name)
+
+
+def _join(server, api_name: str, data: list, event_data, session: str | None = None) -> dict:
+    """Call an event (also a private one: as the page does, by its index in the queue) with chosen
+    event data, in a new session unless ``session`` is given; -> the process_completed message."""
+    return join_event(server["url"], fn_index(server, api_name), data, session or f"s{time.monotonic_ns()}",
+                      event_data)
 
 
 def test_server_paths_and_gallery_ids_through_the_api_are_refused(server):
@@ -502,6 +511,292 @@ def test_many_concurrent_requests_with_uploads_all_answer_correctly(server, tmp_
                          "max": round(latencies[-1], 2), "most_handlers_at_once": analogy.most,
                          "classifier_calls": classifier_run.calls, "text_calls": text_encode.calls}
     print("load:", stats)
+
+
+# --- the chat and the API under hostile input (issue 14) ------------------------------------------
+
+
+def _event(server, api: str, data: list) -> tuple[str, object]:
+    """An API call over plain HTTP -> ("complete" | "error", the data or the error of its last event)."""
+    stream = _call(server, api, data)
+    if stream.startswith("event: error\nstatus"):
+        return "refused", stream
+    events = [block for block in stream.strip().split("\n\n") if block.startswith("event:")]
+    kind = events[-1].split("\n", 1)[0].removeprefix("event: ").strip()
+    payload = events[-1].split("data: ", 1)[1].split("\n", 1)[0]
+    return kind, json.loads(payload)
+
+
+def _upload(server, path) -> dict:
+    with open(path, "rb") as f:
+        response = httpx.post(server["url"] + "gradio_api/upload", files={"files": (Path(path).name, f, "image/jpeg")},
+                              timeout=60)
+    assert response.status_code == 200, response.text
+    return {"path": response.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
+
+
+def test_every_bad_api_call_is_refused_in_one_line_naming_the_input(server, capfd, caplog, monkeypatch):
+    """tests/hostile_api.BAD_CALLS against the real app: each refused before any handler runs, with one
+    line naming the input and what it takes (a long value cut short), one log line, no traceback."""
+    from tests.hostile_api import BAD_CALLS, LONG, fill
+
+    explorer = server["explorer"]
+    analogy, labels = Overlap(explorer.analogy), Overlap(explorer.labels)
+    monkeypatch.setattr(explorer, "analogy", analogy)
+    monkeypatch.setattr(explorer, "labels", labels)
+    caplog.set_level("WARNING", logger="iae")
+    photo = _upload(server, explorer.gallery.path(3))
+    capfd.readouterr()
+    for api, data, expected in BAD_CALLS:
+        kind, error = _event(server, api, fill(data, photo))
+        assert kind == "error", (api, str(data)[:80], kind, str(error)[:200])
+        message = error["error"]
+        start = f"/{api}: {expected}" if expected.startswith("takes") else f"{expected}: "
+        assert message.startswith(start), (api, str(data)[:80], message)
+        assert "\n" not in message and len(message) < 300 and LONG[:100] not in message
+    assert analogy.calls == 0 and labels.calls == 0  # no handler reached the pipeline
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert len(refused) == len(BAD_CALLS) and all("\n" not in m and len(m) < 400 for m in refused)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and LONG[:100] not in err
+    monkeypatch.undo()
+    # the same session of the server still answers a good call
+    kind, out = _event(server, "analogy", fill(["<upload>", "<upload>", "<upload>", "3cosadd", "pooled", True, 3], photo))
+    assert kind == "complete", out
+    print(f"refused {len(BAD_CALLS)} bad API calls in one line each")
+
+
+def test_http_guards_are_in_front_of_the_app(server, capfd):
+    """Gradio alone answers 500 to a Range that is not one byte range and to an upload part without a
+    file name (tests/test_http_guards.py): the app answers 416 and 400, and serves single ranges."""
+    from tests.test_http_guards import BAD_RANGES, multipart, post_upload
+    from webui.http_guards import RANGE_REFUSED
+
+    preview = server["handlers"].previews.path(0)
+    url = server["url"] + "gradio_api/file=" + quote(str(preview))
+    for value in BAD_RANGES:
+        response = httpx.get(url, headers={"Range": value.encode()}, timeout=30)
+        assert (response.status_code, response.text) == (416, RANGE_REFUSED + "\n"), value[:40]
+    ranged = httpx.get(url, headers={"Range": "bytes=0-9"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == preview.read_bytes()[:10]
+    nameless = [httpx.post(server["url"] + "gradio_api/upload", files={"files": ("", b"x" * 100, "image/jpeg")},
+                           timeout=30),
+                post_upload(server["url"], multipart(b'Content-Disposition: form-data; name="files"'))]
+    assert [r.status_code for r in nameless] == [400, 400]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception in ASGI application" not in err
+    print(f"{len(BAD_RANGES)} bad ranges: 416; {len(nameless)} nameless uploads: 400")
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+
+
+def test_a_chat_history_sent_by_a_client_is_never_read(server, tmp_path):
+    """The issue's attack: a history naming server files (a planted secret, the app's source, .git,
+    the gallery manifest, /etc/passwd) sent to /ask. /ask takes the question alone (refused), and the
+    page's own event takes the conversation from the session (the history sent is ignored): nothing is
+    copied into the upload folder or served, and an existing path answers exactly as a missing one."""
+    from tests.hostile_api import history_injections
+    from webui.api_inputs import upload_folder
+
+    token = f"planted-secret-{os.getpid()}-{time.monotonic_ns()}"
+    secret = tmp_path / "secret.txt"
+    secret.write_text(token)
+    gallery = server["explorer"].gallery
+    targets = [str(secret), str(Path(app.__file__).resolve()), str(Path(app.__file__).resolve().parent / ".git"),
+               str(Path(gallery.store) / "manifest.json"), "/etc/passwd"]
+    uploads = Path(upload_folder())
+    before = _files_under(uploads)
+    histories = history_injections(targets)
+    for history in histories:
+        kind, error = _event(server, "ask", ["why?", history])
+        assert kind == "error" and error["error"].startswith("/ask: takes 1 input (question); got 2"), error
+        message = _join(server, "ask", ["why?", None, history], None)
+        # the handler ran on the session's state (no report yet), not on what was sent
+        assert not message["success"] and "Solve an analogy first" in message["output"]["error"], message
+    # probing: a history naming a file that exists answers exactly as one naming a file that does not
+    for existing, missing in zip(history_injections([str(secret)]), history_injections([str(tmp_path / "no-such")])):
+        answers = [_join(server, "ask", ["why?", None, h], None)["output"] for h in (existing, missing)]
+        assert answers[0] == answers[1]
+        assert _event(server, "ask", ["why?", existing]) == _event(server, "ask", ["why?", missing])
+    new = _files_under(uploads) - before
+    leaked = [p for p in new if p.stat().st_size < 10 << 20 and token.encode() in p.read_bytes()]
+    assert leaked == [], leaked
+    assert_refused(server, file_route(quote(str(secret))), (token.encode(),))
+    print(f"{len(histories)} injected histories x 2 routes: nothing read, copied or served")
+
+
+def _session_with_a_report(server):
+    """A client session (result images not downloaded) that has solved the first example."""
+    client = new_client(server, download_files=False)
+    gallery = server["explorer"].gallery
+    from gradio_client import handle_file
+
+    client.predict(*(handle_file(str(gallery.path(gallery.find(p)))) for p in EXAMPLES[0]), "3cosadd", "pooled",
+                   True, 5, api_name="/analogy")
+    return client
+
+
+def test_odd_questions_are_answered_as_text_or_refused_in_one_line(server):
+    """tests/hostile_api.ODD_QUESTIONS in a session with a report: each answered (its text shown as
+    typed) or refused in one line; "top 30" then Solve with that k works (one top-k limit)."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from pipeline.chat import literal_markdown
+    from tests.hostile_api import ODD_QUESTIONS
+
+    client = _session_with_a_report(server)
+    limit = server["explorer"].settings.max_top_k
+    answered, refused = 0, []
+    for question, _ in ODD_QUESTIONS:
+        try:
+            out = client.predict(question, api_name="/ask")
+        except AppError as exc:
+            message = str(exc)
+            assert message.startswith("question: ") and "\n" not in message and len(message) < 300, message
+            refused.append(question)
+            continue
+        chat, top_k = out[0], out[-1]
+        user = [m for m in chat if m["role"] == "user"][-1]
+        text = "".join(part.get("text", "") for part in user["content"]) if isinstance(user["content"], list) \
+            else user["content"]
+        assert text == literal_markdown(question.strip()), (question[:40], text[:80])
+        assert "](" not in chat[-1]["content"][0]["text"] if isinstance(chat[-1]["content"], list) else True
+        if question.startswith("top "):
+            assert top_k == min(int(question.split()[1]), limit), (question, top_k)
+        answered += 1
+    assert refused == ["why" + " " * 1998, "", "   \n\t"] and answered == len(ODD_QUESTIONS) - 3, (answered, refused)
+    # "top 30" set the slider to 30: the next Solve with it is answered (the slider's maximum is the one limit)
+    gallery = server["explorer"].gallery
+    out = client.predict(*(handle_file(str(gallery.path(gallery.find(p)))) for p in EXAMPLES[0]), "3cosadd", "pooled",
+                         True, 30, api_name="/analogy")
+    assert len(out[2]) == 30
+    print(f"odd questions: {answered} answered as text, {len(refused)} refused in one line")
+
+
+CHAT_LOOPS = 4
+ORDINARY_QUESTIONS = 30
+CHAT_LOAD_SECONDS = 240
+
+
+def chat_loops(url: str, analogy_index: int, ask_index: int, analogy: list, loops: int, stop_file: str) -> None:
+    """Run in a child process (its own interpreter lock, as outside clients have): ``loops`` sessions
+    talking to the queue as the page does, each solving ``analogy`` (the data of /analogy) once, then
+    asking tests/hostile_api.CHAT_LOOP_QUESTIONS in turn, as fast as they are answered, until
+    ``stop_file`` exists. Prints "running" once every loop has been answered, then the number of
+    questions each loop asked (JSON)."""
+    from tests.hostile_api import CHAT_LOOP_QUESTIONS
+
+    asked = [0] * loops
+    announced = threading.Lock()
+
+    def loop(n: int) -> int:
+        session = f"loop{n}-{time.monotonic_ns()}"
+        with httpx.Client() as http:
+            assert join_event(url, analogy_index, analogy, session, http=http)["success"]
+            while not os.path.exists(stop_file):
+                question = CHAT_LOOP_QUESTIONS[(n + asked[n]) % len(CHAT_LOOP_QUESTIONS)]
+                assert join_event(url, ask_index, [question, None, None], session, http=http)["success"]
+                asked[n] += 1
+                if all(asked) and announced.acquire(blocking=False):
+                    print("running", flush=True)
+        return asked[n]
+
+    with ThreadPoolExecutor(loops) as pool:
+        counts = list(pool.map(loop, range(loops)))
+    print(json.dumps(counts), flush=True)
+
+
+@pytest.mark.slow
+def test_adversarial_chat_loops_do_not_stall_an_ordinary_question(server, tmp_path):
+    """Issue 14's acceptance: CHAT_LOOPS sessions (in another process, as outside clients are) ask the
+    questions that stalled the old intent patterns (tests/hostile_api.CHAT_LOOP_QUESTIONS, 2,000
+    characters each) in a loop, as fast as they are answered, while another session asks an ordinary
+    "why?" ORDINARY_QUESTIONS times: its p95 round trip stays under 0.5 s (it was 8.6-12.3 s). All
+    sessions talk to the queue as the page does (gradio_client alone adds up to 0.15 s of polling to
+    each call). The machine is shared, so the figures printed are for this run only."""
+    import subprocess
+    import sys
+
+    gallery = server["explorer"].gallery
+    analogy = [_upload(server, gallery.path(gallery.find(p))) for p in EXAMPLES[0]] + ["3cosadd", "pooled", True, 5]
+    stop_file = tmp_path / "stop"
+    code = "import json, sys; from tests.test_app_reliability import chat_loops; chat_loops(*json.loads(sys.argv[1]))"
+    arguments = [server["url"], fn_index(server, "analogy"), fn_index(server, "ask"), analogy, CHAT_LOOPS, str(stop_file)]
+    child = subprocess.Popen([sys.executable, "-c", code, json.dumps(arguments)],
+                             cwd=Path(app.__file__).resolve().parent, stdout=subprocess.PIPE, text=True)
+    seconds = []
+    try:
+        session = f"ordinary-{time.monotonic_ns()}"
+        assert _join(server, "analogy", analogy, None, session)["success"]
+        assert _join(server, "ask", ["why?", None, None], None, session)["success"]  # a first question, untimed
+        assert child.stdout.readline().strip() == "running"  # every loop has been answered at least once
+        started = time.perf_counter()
+        for _ in range(ORDINARY_QUESTIONS):
+            assert time.perf_counter() - started < CHAT_LOAD_SECONDS
+            t = time.perf_counter()
+            message = _join(server, "ask", ["why?", None, None], None, session)
+            seconds.append(time.perf_counter() - t)
+            assert message["success"] and "Why these verdicts" in json.dumps(message["output"]["data"][0][-1])
+    finally:
+        stop_file.touch()
+        output, _ = child.communicate(timeout=120)
+    asked = json.loads(output.strip().splitlines()[-1])
+    assert child.returncode == 0 and len(asked) == CHAT_LOOPS and all(asked), (child.returncode, output)
+    seconds.sort()
+    p95 = seconds[min(len(seconds) - 1, round(0.95 * (len(seconds) - 1)))]
+    print(f"chat load: {sum(asked)} adversarial questions from {CHAT_LOOPS} loops; ordinary 'why?' x{len(seconds)}: "
+          f"p50 {seconds[len(seconds) // 2]:.3f} s, p95 {p95:.3f} s, max {seconds[-1]:.3f} s")
+    assert p95 < 0.5, [round(x, 3) for x in seconds]
+
+
+def _resident_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+LARGE_PHOTOS = 4
+
+
+@pytest.mark.slow
+def test_memory_comes_back_after_a_burst_of_40_mp_photos(server, tmp_path):
+    """Issue 14, item 4: LARGE_PHOTOS uploads of 40 MP (as C of an analogy and to the classifier, two
+    clients at once), then 20 s idle: the server's resident memory is within 500 MB of where it was
+    after a first small upload (without returning glibc's arenas it stayed about 1.2 GB higher).
+    scripts/app_memory.py measures the same on app.py in its own process."""
+    from gradio_client import handle_file
+
+    gallery = server["explorer"].gallery
+    a, b = (str(gallery.path(gallery.find(p))) for p in EXAMPLES[0][:2])
+    width, height = 7745, 5164  # 40.0 MP (39,995,180 pixels, under the limit)
+    photos = []
+    for n in range(LARGE_PHOTOS + 1):
+        with Image.open(gallery.path(20 + n)) as im:
+            size = (width, height) if n else (640, 430)
+            path = tmp_path / f"photo-{n}.jpg"
+            im.convert("RGB").rotate(n + 2).resize(size, Image.Resampling.BILINEAR).save(path, quality=85)
+            photos.append(str(path))
+
+    def send(photo: str) -> None:
+        client = new_client(server, download_files=False)
+        client.predict(handle_file(a), handle_file(b), handle_file(photo), "3cosadd", "pooled", True, 3,
+                       api_name="/analogy")
+        client.predict(handle_file(photo), api_name="/classify")
+
+    send(photos[0])  # a small upload first: every model an upload needs is loaded
+    baseline = _resident_mb()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(send, photos[1:]))
+    after = _resident_mb()
+    time.sleep(20)
+    idle = _resident_mb()
+    print(f"resident memory: {baseline:.0f} MB, after {LARGE_PHOTOS} 40 MP photos {after:.0f} MB, "
+          f"after 20 s idle {idle:.0f} MB ({idle - baseline:+.0f} MB)")
+    assert idle - baseline < 500
 
 
 # --- limits --------------------------------------------------------------------------------------

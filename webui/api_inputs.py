@@ -32,6 +32,7 @@ log = logging.getLogger("iae.api")
 
 SHOWN_CHARS = 40
 MAX_PATH_CHARS = 4096
+MAX_FILTER_CHARS = 200  # the gallery filter box (the page's text box has the same cap)
 FILE_META = {"_type": "gradio.FileData"}
 _repr = reprlib.Repr()  # bounded work on any value (Python 3.11 sets the limits as attributes)
 _repr.maxlevel, _repr.maxdict, _repr.maxlist, _repr.maxtuple = 2, 3, 3, 3
@@ -96,6 +97,20 @@ def question(value: Any, name: str = "question") -> str:
                             "ask a shorter question.")
     if not value.strip():
         raise ApiInputError(f"{name}: empty; type a question first, for example \u201cwhy?\u201d or \u201chelp\u201d.")
+    return value
+
+
+def filter_text(value: Any, name: str = "query", max_chars: int | None = None) -> str:
+    """The gallery filter: text of at most ``max_chars`` (default :data:`MAX_FILTER_CHARS`) characters;
+    ``None`` is the empty filter."""
+    max_chars = MAX_FILTER_CHARS if max_chars is None else max_chars
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ApiInputError(f"{name}: {shown(value)} is not text; give words to look for in labels and file names.")
+    if len(value) > max_chars:
+        raise ApiInputError(f"{name}: {len(value):,} characters, over the limit of {max_chars:,}; "
+                            "filter by a few words.")
     return value
 
 

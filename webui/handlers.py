@@ -3,11 +3,18 @@
 Each handler with several outputs returns a NamedTuple whose fields name the components it updates;
 :func:`webui.page.build_demo` wires each event's outputs from those field names, so no result is a
 tuple counted by hand. Handlers raise ``gr.Error`` for what the user must fix; :func:`user_facing`
-turns the pipeline's user errors into ``gr.Error`` too, and anything else into a generic message (the
-traceback is logged).
+turns the pipeline's user errors into ``gr.Error`` too (one log line each, no traceback), and anything
+else into a generic message (the traceback is logged).
+
+The inputs of every event are checked before Gradio touches them (:mod:`webui.api_inputs`, installed by
+:func:`webui.page.build_demo`); the handlers run the same checks again, so that a direct call (a test,
+another event) meets the same limits in the same words. Large decoded images are released when a
+handler that may decode uploads returns (:func:`release_memory`).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import logging
 from pathlib import Path
@@ -16,21 +23,22 @@ from typing import Any, Callable, NamedTuple
 import gradio as gr
 from PIL import Image
 
-from pipeline.chat import answer_question
-from pipeline.config import LAYERS, PROJECT_ROOT
+from pipeline.chat import answer_question, literal_markdown
+from pipeline.config import PROJECT_ROOT
 from pipeline.default_gallery import EXAMPLES
 from pipeline.errors import UserError, error_line
 from pipeline.images import describe, file_sha256
 from pipeline.reports import DEFAULT_EVAL_DIR, eval_reports, report_figures, report_text
-from pipeline.vectors import ALL_METHODS
 from pipeline.web_copies import PREVIEW_SIZE, WebCopies, figure_copy
 
+from . import api_inputs
 from . import format as fmt
 
 log = logging.getLogger("iae.app")
 
 MAX_BROWSE = 1000  # thumbnails shown at once in a browse panel; the filter finds the others
-MAX_QUESTION_CHARS = 2000
+MAX_LOGGED_CHARS = 300
+MAX_CHAT_MESSAGES = 50  # the conversation kept (and sent back with each answer): the newest messages
 ROLES = ("A", "B", "C")
 GENERIC_ERROR = ("Something went wrong on our side while answering. The error was logged; "
                  "please try again, or try other images.")
@@ -41,20 +49,67 @@ TALK_ANALOGIES = (("sheep", "camel", "seal"), ("flute", "oboe", "domestic cat"),
 
 
 def user_facing(fn: Callable) -> Callable:
-    """Run a handler; pipeline user errors become ``gr.Error(one line)``, anything unexpected is
-    logged with its traceback and becomes a generic ``gr.Error``. ``gr.Error`` passes through."""
+    """Run a handler; a ``gr.Error`` it raises, or a pipeline user error (as ``gr.Error(one line)``),
+    reaches the user and is logged in one line, without a traceback; anything unexpected is logged
+    with its traceback and becomes a generic ``gr.Error``."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as exc:
+            exc.print_exception = False
+            _log_refusal(fn, exc.message)
             raise
         except UserError as exc:
-            raise gr.Error(error_line(exc), title="Cannot do that") from None
+            message = error_line(exc)
+            _log_refusal(fn, message)
+            raise gr.Error(message, title="Cannot do that", print_exception=False) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(GENERIC_ERROR, title="Error") from None
+            raise gr.Error(GENERIC_ERROR, title="Error", print_exception=False) from None
+
+    return wrapper
+
+
+def _log_refusal(fn: Callable, message) -> None:
+    text = " ".join(str(message).split())
+    if len(text) > MAX_LOGGED_CHARS:
+        text = text[:MAX_LOGGED_CHARS] + "..."
+    log.warning("refused %s: %s", fn.__name__, text)
+
+
+def release_memory() -> None:
+    """Give the memory freed by large decoded images back to the system: glibc keeps what worker
+    threads free in their arenas (a burst of 40 MP photos left the process 1.3 GB larger while idle),
+    so ask it to return it (``malloc_trim(0)``: about a millisecond, without the interpreter lock).
+    No ``gc.collect()``: a full collection takes about 0.5 s here, holding the lock. No-op without glibc."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
+
+
+_LIBC = _glibc()
+
+
+def releasing_memory(fn: Callable) -> Callable:
+    """``fn``, followed by :func:`release_memory` however it ends (for the handlers that may decode uploads)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            release_memory()
 
     return wrapper
 
@@ -75,6 +130,7 @@ class Panels(NamedTuple):
 
 class Solved(NamedTuple):
     report: Any  # pipeline.explorer.AnalogyReport, kept in the session
+    history: list  # the conversation, kept in the session (the chat shows it; the client never sends it)
     question: str
     image_head: str
     image_gallery: list
@@ -90,6 +146,7 @@ class Asked(NamedTuple):
     """A follow-up's answer. The panels and controls change only when the explainer answered with a
     new report (another method, layer, k or exclusion setting); else they are ``gr.skip()``."""
     chat: list
+    history: list  # the same conversation, kept in the session
     report: Any
     question_box: str  # cleared
     question: Any
@@ -108,8 +165,8 @@ class Asked(NamedTuple):
     @classmethod
     def in_words(cls, chat: list, report) -> "Asked":
         """An answer in words only: every panel and control stays as it is."""
-        kept = {name: gr.skip() for name in cls._fields if name not in ("chat", "report", "question_box")}
-        return cls(chat=chat, report=report, question_box="", **kept)
+        kept = {name: gr.skip() for name in cls._fields if name not in ("chat", "history", "report", "question_box")}
+        return cls(chat=chat, history=chat, report=report, question_box="", **kept)
 
 
 class Filtered(NamedTuple):
@@ -195,6 +252,8 @@ class Handlers:
         return [(web_value(p), self.item_caption(i)) for i, p in zip(ids, self.thumbnails.prepare(ids))]
 
     def filter_gallery(self, query: str) -> Filtered:
+        """The browse panel for ``query`` (at most :data:`webui.api_inputs.MAX_FILTER_CHARS` characters)."""
+        query = api_inputs.filter_text(query)
         ids = self.browse_ids(query)
         return Filtered(browse=self.browse_value(ids), browse_ids=ids,
                         browse_info=fmt.browse_note(len(ids), len(self.gallery), query))
@@ -259,22 +318,14 @@ class Handlers:
               top_k: float = 5, progress=gr.Progress()) -> Solved:
         """A : B :: C : ? answered in both spaces, with the explanation as the first chat messages."""
         refs = [self._ref(image, role) for image, role in zip((a, b, c), ROLES)]
-        if method not in ALL_METHODS:
-            raise gr.Error(f"Unknown method {method!r}. Choose one of: {', '.join(ALL_METHODS)}.")
-        if layer not in LAYERS:
-            raise gr.Error(f"Unknown layer {layer!r}. Choose one of: {', '.join(LAYERS)}.")
-        max_k = self.explorer.settings.max_top_k
-        try:
-            k = int(top_k)
-        except (TypeError, ValueError):
-            k = 0
-        if not 1 <= k <= max_k:
-            raise gr.Error(f"Top k must be a whole number from 1 to {max_k}.")
+        method, layer = api_inputs.method(method), api_inputs.layer(layer)
+        exclude = api_inputs.exclude(exclude)
+        k = api_inputs.top_k(top_k, max_top_k=self.explorer.settings.max_top_k)
         progress(0.1, desc="Reading A, B and C; answering in image and caption space")
-        report = self.explorer.analogy(refs, method=method, layer=layer, exclude=bool(exclude), top_k=k)
+        report = self.explorer.analogy(refs, method=method, layer=layer, exclude=exclude, top_k=k)
         progress(0.9, desc="Formatting")
-        return Solved(report, *self.render(report), chat=list(report.explanation),
-                      report_json=fmt.report_json(report))
+        history = list(report.explanation)
+        return Solved(report, history, *self.render(report), chat=history, report_json=fmt.report_json(report))
 
     def render(self, report) -> Panels:
         def gallery_value(result):
@@ -289,21 +340,25 @@ class Handlers:
                       caption_gallery=gallery_value(report.caption_space),
                       text_answer=fmt.text_answer_markdown(report), agreement=fmt.agreement_markdown(report))
 
-    def ask(self, question: str, report, history) -> Asked:
-        """A follow-up question about ``report``, answered by the explainer's chat."""
-        question = (question or "").strip()
-        if not question:
-            raise gr.Error("Type a question first, for example \u201cwhy?\u201d or \u201chelp\u201d.")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise gr.Error("That question is too long; keep it under 2,000 characters.")
+    def ask(self, question: str, report, history: list) -> Asked:
+        """A follow-up ``question`` about ``report``, answered by the explainer's chat. ``history`` is the
+        conversation so far, kept in the session (never sent by the client); the question joins it as
+        text shown literally (:func:`pipeline.chat.literal_markdown`: its Markdown is not rendered), and
+        only the newest :data:`MAX_CHAT_MESSAGES` are kept, so that the work of each question (the whole
+        conversation goes back to the page) stays bounded however long a session asks."""
+        question = api_inputs.question(question).strip()
         if report is None:
             raise gr.Error("Solve an analogy first (pick A, B and C, then press Solve); then ask about it.")
-        reply, new_report = answer_question(self.explorer, report, question)
-        history = list(history or []) + [{"role": "user", "content": question},
-                                         {"role": "assistant", "content": reply}]
+        try:
+            reply, new_report = answer_question(self.explorer, report, question)
+        finally:
+            if any(inp.item_id is None for inp in report.inputs):  # a re-run decodes the uploads again
+                release_memory()
+        history = (list(history or []) + [{"role": "user", "content": literal_markdown(question)},
+                                          {"role": "assistant", "content": reply}])[-MAX_CHAT_MESSAGES:]
         if new_report is report:
             return Asked.in_words(history, report)
-        return Asked(history, new_report, "", *self.render(new_report), report_json=fmt.report_json(new_report),
+        return Asked(history, history, new_report, "", *self.render(new_report), report_json=fmt.report_json(new_report),
                      method=new_report.method, layer=new_report.layer, exclude=new_report.exclude,
                      top_k=new_report.top_k)
 

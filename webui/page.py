@@ -1,22 +1,28 @@
 """The page: :func:`build_demo` lays out the three tabs, each with its events wired beside its components.
 
 Every event's outputs are given by name (:func:`outputs`): the fields of the handler's result
-(:mod:`webui.handlers`) say which component each value goes to.
+(:mod:`webui.handlers`) say which component each value goes to. Every input component that a caller
+can fill has a check (:mod:`webui.api_inputs`), given beside it by its tab and installed on the page,
+which runs on the value as sent, before Gradio preprocesses it. The chat's conversation is session
+state: the Chatbot is an output only, and ``/ask`` takes the new question alone.
 """
 from __future__ import annotations
 
 import functools
 from abc import ABCMeta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gradio as gr
 
 from pipeline.config import LAYERS
+from pipeline.intents import MAX_QUESTION_CHARS
+from pipeline.reports import eval_reports
 from pipeline.vectors import ALL_METHODS
 
+from . import api_inputs
 from . import format as fmt
 from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
-                       user_facing)
+                       releasing_memory, user_facing)
 
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
 MODEL_CONCURRENCY = 2  # the machine's cores do the work; more parallel requests only queue inside
@@ -38,6 +44,8 @@ LAYER_CHOICES = [("pooled activations (penultimate layer)", "pooled"), ("logits 
 assert [v for _, v in LAYER_CHOICES] == list(LAYERS)
 
 MODEL_BOUND = {"concurrency_limit": MODEL_CONCURRENCY, "concurrency_id": CONCURRENCY_ID}
+
+Checks = dict[Any, api_inputs.Check]  # input component -> the check of what a caller sends to it
 
 
 class _NoStubComponentMeta(type(gr.Image)):
@@ -71,6 +79,21 @@ class UploadImage(gr.Image, metaclass=_NoStubComponentMeta):
         return super().preprocess(payload)
 
 
+class ResultsGallery(gr.Gallery, metaclass=_NoStubComponentMeta):
+    """``gr.Gallery`` whose API schema (the JSON schema of its data model) is computed once. Gradio
+    builds a new instance of an output component for every event that skips it (``gr.skip()``) and
+    computes that schema again for it: 6 ms for a gallery on an idle machine, more on a busy one,
+    holding the interpreter lock. A follow-up answered in words skips both answer galleries."""
+
+    is_template = True
+    _api_schema: dict | None = None
+
+    def api_info(self) -> dict:
+        if ResultsGallery._api_schema is None:
+            ResultsGallery._api_schema = super().api_info()
+        return ResultsGallery._api_schema
+
+
 def outputs(result: type[NamedTuple], **components) -> list:
     """The components an event updates, in the order of the fields of its handler's ``result``: each
     field must be given as a keyword, and nothing else."""
@@ -86,19 +109,22 @@ def build_demo(h: Handlers) -> gr.Blocks:
     browse_value = h.browse_value(first_ids)
     with gr.Blocks(title="Image Analogy Explainer", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         report_state = gr.State(None)
+        history_state = gr.State([])  # the chat's conversation: kept here, never taken from the client
         gr.Markdown("# Image Analogy Explainer\nA is to B as C is to what? Answered over convnet activations "
                     "(**image space**) and caption embeddings (**caption space**), with an honest verdict on "
                     "whether the answer is a real analogy or a cheat.")
         gr.Markdown(h.info_markdown(), elem_id="gallery-info")
         with gr.Tabs():
-            _analogy_tab(h, report_state, first_ids, browse_value)
-            _classifier_tab(h, first_ids, browse_value)
-            _evaluation_tab(h, demo)
+            checks = {**_analogy_tab(h, report_state, history_state, first_ids, browse_value),
+                      **_classifier_tab(h, first_ids, browse_value),
+                      **_evaluation_tab(h, demo)}
+    api_inputs.install(demo, checks)
     demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     return demo
 
 
-def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], browse_value: list) -> None:
+def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, first_ids: list[int],
+                 browse_value: list) -> Checks:
     settings = h.explorer.settings
     example_paths, example_labels = h.examples()
     with gr.Tab("Analogy", id="analogy"):
@@ -123,7 +149,8 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
                     gr.Examples(example_paths, inputs=slots, label="Example triples", example_labels=example_labels)
             with gr.Column(scale=2):
                 browse_filter = gr.Textbox(label="Gallery (click a thumbnail to pick it)",
-                                           placeholder="filter by label or file name, e.g. cat")
+                                           placeholder="filter by label or file name, e.g. cat",
+                                           max_length=api_inputs.MAX_FILTER_CHARS)
                 browse_ids = gr.State(first_ids)
                 browse_info = gr.Markdown(fmt.browse_note(len(first_ids), len(h.gallery)))
                 browse = gr.Gallery(browse_value, columns=4, height=460, allow_preview=False,
@@ -144,18 +171,18 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
         with gr.Row(equal_height=False):
             with gr.Column():
                 image_head = gr.HTML(elem_id="image-space-head")
-                image_results = gr.Gallery(label="Image space: top answers", columns=5, height=200,
+                image_results = ResultsGallery(label="Image space: top answers", columns=5, height=200,
                                            object_fit="contain", elem_id="image-space")
             with gr.Column():
                 caption_head = gr.HTML(elem_id="caption-space-head")
-                caption_results = gr.Gallery(label="Caption space: top answers", columns=5, height=200,
+                caption_results = ResultsGallery(label="Caption space: top answers", columns=5, height=200,
                                              object_fit="contain", elem_id="caption-space")
                 text_md = gr.Markdown(elem_id="text-answer")
         agreement_md = gr.Markdown(elem_id="agreement")
         chat = gr.Chatbot(label="Explainer", height=560, elem_id="chat",
                           placeholder="Solve an analogy and the explanation appears here. Then ask away.")
         with gr.Row():
-            question = gr.Textbox(show_label=False, scale=5, elem_id="question-box",
+            question = gr.Textbox(show_label=False, scale=5, elem_id="question-box", max_length=MAX_QUESTION_CHARS,
                                   placeholder="Ask a follow-up: why? · top 10 · without exclusion · "
                                               "compare methods · help")
             ask_btn = gr.Button("Ask", scale=1)
@@ -166,19 +193,28 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
         panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
                       caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
                       agreement=agreement_md)
-        solve_btn.click(user_facing(h.solve), inputs=[*slots, method, layer, exclude, top_k],
-                        outputs=outputs(Solved, report=report_state, **panels, chat=chat, report_json=report_code),
+        solve_btn.click(user_facing(releasing_memory(h.solve)), inputs=[*slots, method, layer, exclude, top_k],
+                        outputs=outputs(Solved, report=report_state, history=history_state, **panels, chat=chat,
+                                        report_json=report_code),
                         api_name="analogy", **MODEL_BOUND)
-        ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, chat],
-                         outputs=outputs(Asked, chat=chat, report=report_state, question_box=question, **panels,
-                                         report_json=report_code, method=method, layer=layer, exclude=exclude,
-                                         top_k=top_k),
+        # the Chatbot is never an input: a history sent by a client could name server files
+        ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, history_state],
+                         outputs=outputs(Asked, chat=chat, history=history_state, report=report_state,
+                                         question_box=question, **panels, report_json=report_code, method=method,
+                                         layer=layer, exclude=exclude, top_k=top_k),
                          **MODEL_BOUND)
         ask_btn.click(api_name="ask", **ask_event)
         question.submit(api_visibility="private", **ask_event)
 
+        upload = api_inputs.uploaded_image
+        return {slots[0]: upload, slots[1]: upload, slots[2]: upload,
+                slot: functools.partial(api_inputs.choice, choices=ROLES),
+                method: api_inputs.method, layer: api_inputs.layer, exclude: api_inputs.exclude,
+                top_k: functools.partial(api_inputs.top_k, max_top_k=settings.max_top_k),
+                question: api_inputs.question, browse_filter: api_inputs.filter_text}
 
-def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> None:
+
+def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> Checks:
     with gr.Tab("What the classifier sees", id="classifier"):
         gr.Markdown("One label per picture is ImageNet's whole view of the world. Pick or upload any image "
                     "and compare the classifier's top five labels with its caption.")
@@ -195,18 +231,20 @@ def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> No
                 caption = gr.Markdown(elem_id="classifier-caption")
 
         classified = outputs(Classified, labels=labels, caption=caption)
-        button.click(user_facing(h.classify), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
-        image.upload(user_facing(h.classify), inputs=image, outputs=classified, api_visibility="private",
+        button.click(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
+        image.upload(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_visibility="private",
                      **MODEL_BOUND)
         browse.select(user_facing(h.pick_for_classifier), inputs=ids,
                       outputs=outputs(PickedForClassifier, image=image, labels=labels, caption=caption),
                       api_visibility="private", **MODEL_BOUND)
+        return {image: api_inputs.uploaded_image}
 
 
-def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> None:
+def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> Checks:
     with gr.Tab("Evaluation", id="evaluation"):
         with gr.Row():
-            choice = gr.Dropdown(label="Report", choices=[], scale=3, elem_id="eval-choice")
+            # the choices arrive when the page loads; an API caller may name any report that exists
+            choice = gr.Dropdown(label="Report", choices=[], allow_custom_value=True, scale=3, elem_id="eval-choice")
             refresh = gr.Button("Refresh", scale=1)
         markdown = gr.Markdown(elem_id="eval-report")
         figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
@@ -216,3 +254,8 @@ def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> None:
         choice.change(user_facing(h.eval_view), inputs=choice, outputs=shown, api_name="evaluation")
         demo.load(user_facing(h.eval_choices), outputs=choice, api_visibility="private")
         demo.load(user_facing(h.eval_view), outputs=shown, api_visibility="private")
+
+        def report_name(value, name):
+            return api_inputs.report_name(value, name, names=[p.name for p in eval_reports(h.eval_dir)])
+
+        return {choice: report_name}
