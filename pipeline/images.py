@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
@@ -199,7 +200,10 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _fail(name, f"too many pixels, over PIL's decompression-bomb limit ({_reason(exc)})",
+        # PIL's own check fired first: name the limit in force (the lower of ours and PIL's) and the size PIL read
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"image is {int(found.group(1)):,} pixels" if found else "image has too many pixels"
+        raise _fail(name, f"{size}, over the limit of {limit:,} pixels",
                     "Use a smaller image (downscale it first)") from None
     except UnidentifiedImageError:
         found = _sniff_format(data)

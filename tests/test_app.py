@@ -251,8 +251,6 @@ def test_bad_uploads_get_a_clear_message_then_the_app_answers(handlers, default_
     assert solve(handlers, a, b, c)["report"].image_space.top is not None
 
 
-@pytest.mark.xfail(strict=True, reason="needs the pipeline/images.py patch of the issue 14 app report: photos over "
-                   "PIL's own bomb limit (about 89 MP) get PIL's words instead of the app's 40 MP limit")
 def test_photos_over_pils_own_limit_get_the_apps_pixel_limit(handlers, default_explorer, tmp_path):
     """Above PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, about 89 MP: a warning; twice
     that: an error) the message is still the app's: the size, and the limit of Settings.max_pixels."""
