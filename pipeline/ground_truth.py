@@ -37,17 +37,23 @@ LAYOUTS = ("subject/variant", "variant/subject")
 class Expected:
     """The issue's ``expected`` object for one space: ``ids`` (gallery ids of the expected answers,
     sorted), ``correct``, ``only_c_correct``, ``rank``; ``layout``: how the ids were found (a key of
-    :data:`LAYOUTS` or ``given``)."""
+    :data:`LAYOUTS` or ``given``); ``best``: the best-ranked expected id (None when all are excluded),
+    ``score``: its score under the method, ``only_c_rank``: the best expected rank under ONLY-C."""
 
     ids: list[int]
     correct: bool
     only_c_correct: bool
     rank: int
     layout: str
+    best: int | None = None
+    score: float | None = None
+    only_c_rank: int = 0
 
     def as_dict(self) -> dict:
         return {"ids": list(self.ids), "correct": self.correct, "only_c_correct": self.only_c_correct,
-                "rank": self.rank, "layout": self.layout, "layout_text": why("ground_truth")["layouts"][self.layout]}
+                "rank": self.rank, "layout": self.layout, "layout_text": why("ground_truth")["layouts"][self.layout],
+                "best": self.best, "score": None if self.score is None else round(float(self.score), 6),
+                "only_c_rank": self.only_c_rank}
 
 
 def _split(path: str, layout: str) -> tuple[str, str] | None:
@@ -87,9 +93,10 @@ def expected_ids(paths: Sequence[str], inputs: Sequence[str | None],
     return None
 
 
-def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int]) -> int:
-    """1-based rank of the best of ``target_ids`` among the rows not in ``excluded`` (higher score
-    first, ties to the lower id, NaN last); 0 when every target is excluded."""
+def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int]) -> tuple[int, int | None]:
+    """(rank, id): 1-based rank of the best of ``target_ids`` among the rows not in ``excluded``
+    (higher score first, ties to the lower id, NaN last), and that target; (0, None) when every
+    target is excluded."""
     keys = np.nan_to_num(-np.asarray(scores, dtype=np.float64), nan=np.inf)
     ranks = []
     ids = np.arange(len(keys))
@@ -97,8 +104,8 @@ def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int
         if t in excluded:
             continue
         ahead = (keys < keys[t]) | ((keys == keys[t]) & (ids < t))
-        ranks.append(1 + int(ahead.sum()) - sum(1 for e in excluded if ahead[e]))
-    return min(ranks) if ranks else 0
+        ranks.append((1 + int(ahead.sum()) - sum(1 for e in excluded if ahead[e]), int(t)))
+    return min(ranks) if ranks else (0, None)
 
 
 def judge(expected: tuple[list[int], str] | None, scores: np.ndarray, only_c_scores: np.ndarray,
@@ -115,9 +122,10 @@ def judge(expected: tuple[list[int], str] | None, scores: np.ndarray, only_c_sco
         return None
     ids, layout = expected
     excluded = {int(i) for i in exclude}
-    rank = _rank_among(scores, ids, excluded)
-    only_c_rank = _rank_among(only_c_scores, ids, excluded)
-    return Expected(list(ids), rank == 1, only_c_rank == 1, rank, layout)
+    rank, best = _rank_among(scores, ids, excluded)
+    only_c_rank, _ = _rank_among(only_c_scores, ids, excluded)
+    score = None if best is None else float(scores[best])
+    return Expected(list(ids), rank == 1, only_c_rank == 1, rank, layout, best, score, only_c_rank)
 
 
 def ground_truth_sentences(expected: dict | None, space_name: str, names: dict[int, str],

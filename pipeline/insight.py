@@ -1,37 +1,46 @@
-"""The glue of issue 11: one solved space -> its ``offset_terms``, ``geometry``, ``expected`` and
-``near_duplicate_threshold`` fields; the class-activation maps of A, B, C, D; the figures in a folder.
+"""Why an answer is what it is (issue 11): one solved space -> its ``offset_terms``, ``geometry``,
+``expected`` and ``near_duplicate_threshold`` fields; the class-activation maps of A, B, C, D; the
+figures in a folder.
 
 Each piece lives in its own module (:mod:`pipeline.offsets`, :mod:`pipeline.geometry`,
 :mod:`pipeline.ground_truth`, :mod:`pipeline.thresholds`, :mod:`pipeline.models.heatmaps`,
 :mod:`pipeline.figures`); this module only feeds them a gallery, the models, the inputs and a
 :class:`pipeline.analogy.SpaceResult`, and is what ``scripts/bench_explain.py`` times.
+
+* :func:`report_insight` (gallery, models, report) -> the four fields of each space (what
+  :meth:`pipeline.explorer.Explorer.explained` adds to every explained report: tens of ms);
+* :func:`report_heatmaps` (gallery, models, report, load_image) -> SimilarityMaps of A, B, C, D
+  (seconds: only on request);
+* :func:`report_figures` (folder, report JSON, maps) -> the PNGs written, by name;
+* :func:`prepare` (gallery, models, spaces): the one-time parts, before the first question.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from . import figures, geometry, ground_truth, offsets, thresholds
 from . import vectors as vec
+from .errors import AnalogyError
 from .wording import why
 
 #: C's nearest neighbours drawn in the geometry picture.
 NEIGHBOURS = 5
+#: A report's space keys -> their name in figure files (``geometry-<name>.png``).
+SPACE_FIGURES = {"image_space": "image", "caption_space": "caption"}
 
-_THRESHOLDS: dict[tuple, thresholds.ThresholdCalibration] = {}
-_LOCK = threading.Lock()
 
-
-def near_duplicate_threshold(gallery, space: str) -> thresholds.ThresholdCalibration:
-    """The calibrated threshold of one space of a gallery (computed once per gallery content)."""
-    key = (str(gallery.store), gallery.digest, space,
-           gallery.captions.text_model if space == "caption" and gallery.captions else None)
-    with _LOCK:
-        if key not in _THRESHOLDS:
-            _THRESHOLDS[key] = thresholds.calibrate(gallery.index(space), space)
-        return _THRESHOLDS[key]
+def prepare(gallery, models, spaces) -> None:
+    """Compute once, before the first question, what every explanation reads: the calibrated
+    thresholds of ``spaces`` (space keys), the classifier head, and the offset vocabulary's embeddings
+    (when the gallery has captions). Each is cached (with the gallery, beside the ONNX file, on disk)."""
+    for space in spaces:
+        thresholds.gallery_calibration(gallery, space)
+    if any(space == "image:pooled" for space in spaces):
+        models.classifier_head()
+    if gallery.captions is not None:
+        offsets.word_vocabulary(models.embed_texts, gallery.captions.text_model, gallery.settings.cache_dir)
 
 
 def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> offsets.OffsetTerms:
@@ -67,13 +76,23 @@ def space_insight(gallery, models, inputs, result, expected: list[int] | None = 
     if wanted is not None:
         excluded = [e["id"] for e in result.excluded] if result.exclude else []
         judged = ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
-                                    vec.analogy_scores(vectors, a, b, c, "only-c"), excluded)
-    calibration = near_duplicate_threshold(gallery, space)
+                                    vec.analogy_scores(vectors, a, b, c, "only-c"), excluded).as_dict()
+        judged["paths"] = [paths[i] for i in judged["ids"]]
+    calibration = thresholds.gallery_calibration(gallery, space)
     return {"offset_terms": offset_terms(gallery, models, inputs, space, top).as_dict(),
             "geometry": drawn.as_dict(),
-            "expected": None if judged is None else judged.as_dict(),
+            "expected": judged,
             "near_duplicate_threshold": round(calibration.threshold, 6),
             "near_duplicate_calibration": calibration.as_dict()}
+
+
+def report_insight(gallery, models, report) -> dict:
+    """:func:`space_insight` of each solved space of an :class:`pipeline.explorer.AnalogyReport`
+    (with the expected ids it was asked with): ``{"image_space": fields, "caption_space": fields}``
+    (a space without a result is left out)."""
+    spaces = {key: getattr(report, key) for key in SPACE_FIGURES}
+    return {key: space_insight(gallery, models, report.inputs, result, report.expected)
+            for key, result in spaces.items() if result is not None}
 
 
 def question_heatmaps(gallery, models, inputs, answer_id: int, load_image):
@@ -86,6 +105,23 @@ def question_heatmaps(gallery, models, inputs, answer_id: int, load_image):
     images = [load_image(s) for s in sources] + [load_image(gallery.path(answer_id))]
     a, b, c = (inp.vectors["image:pooled"] for inp in inputs)
     return models.similarity_maps(images, question_targets(a, b, c), TARGET_NAMES)
+
+
+def report_heatmaps(gallery, models, report, load_image):
+    """:func:`question_heatmaps` of a report, D being its image-space answer; an AnalogyError when
+    there is no answer (every item excluded)."""
+    top = report.image_space.top
+    if top is None:
+        raise AnalogyError("there is no image-space answer D (every gallery item was excluded), so no heatmaps")
+    return question_heatmaps(gallery, models, report.inputs, top.id, load_image)
+
+
+def report_figures(folder: Path, data: dict, maps=None) -> dict[str, str]:
+    """:func:`write_figures` of a report's JSON ``data`` (``AnalogyReport.as_dict()``, its geometry
+    filled in): each space's picture drawn from that JSON's ``geometry``, and the heatmaps ``maps``."""
+    geometries = {name: data[key]["geometry"] for key, name in SPACE_FIGURES.items()
+                  if data.get(key) and data[key].get("geometry")}
+    return write_figures(folder, geometries, maps)
 
 
 def write_figures(folder: Path, geometries: dict[str, dict], maps=None) -> dict[str, str]:
