@@ -42,6 +42,16 @@ def _question(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="answers to show per space (default 5)")
 
 
+def _explanation_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("why (the offset named, the geometry, right or wrong)")
+    group.add_argument("--figures", type=Path, metavar="DIR",
+                       help="write DIR/geometry-<image|caption>.png and DIR/heatmap-<A|B|C|D>.png (where the network "
+                            "looks: a few seconds on a CPU) and list them under \"figures\" in the JSON")
+    group.add_argument("--expected", nargs="+", metavar="REF",
+                       help="the right answer(s), gallery ids or paths: each space then says whether it is right "
+                            "(default: the gallery's <subject>/<variant> layout, where it has one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -81,11 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Answer A : B :: C : ? in image space and caption space, with what "
                                               "wins without exclusion, the baselines and verdicts.")
     _question(analogy)
+    _explanation_options(analogy)
     _common(analogy)
 
     explain = commands.add_parser("explain", help="explain an analogy in plain words",
                                   description="The chat-style explanation of A : B :: C : ?.")
     _question(explain)
+    _explanation_options(explain)
     _common(explain)
     return parser
 
@@ -127,6 +139,7 @@ def emit(args: argparse.Namespace, data, as_text) -> int:
 def run(args: argparse.Namespace) -> int:
     from . import render
     from .explorer import Explorer
+    from .insight import report_figures
 
     explorer = Explorer(settings_from_args(args))
     show_progress = sys.stderr.isatty() or bool(os.environ.get("IAE_PROGRESS"))
@@ -156,9 +169,14 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
-                              exclude=not args.no_exclude, top_k=args.top_k)
+                              exclude=not args.no_exclude, top_k=args.top_k, expected=args.expected)
+    data = report.as_dict()
+    if args.figures:
+        maps = explorer.heatmaps(report)
+        data["heatmaps"] = maps.as_dict()
+        data["figures"] = report_figures(args.figures, data, maps)
     as_text = render.explanation if args.command == "explain" else render.analogy_report
-    return emit(args, report.as_dict(), lambda _: as_text(report))
+    return emit(args, data, lambda data: render.with_figures(as_text(report), data.get("figures")))
 
 
 def main(argv: list[str] | None = None) -> int:
