@@ -71,21 +71,26 @@ def reply_geometry(explorer, report, question):
     return "\n\n".join(blocks), report
 
 
-def reply_heatmaps(explorer, report, question):
-    """Where the network looks in the inputs named (all when none is) and in the answer D."""
+def heatmap_summary(data: dict, maps: dict, roles) -> str:
+    """Where the network looks, in words: for each of ``roles`` (A, B, C, D) its similarity to the
+    query and to C alone and how its two maps correlate, then whether D's two maps agree. ``data``:
+    the report's JSON; ``maps``: :meth:`pipeline.models.heatmaps.SimilarityMaps.as_dict`."""
     t = why("chat")
-    data = report.as_dict()
-    maps = explorer.heatmaps(report).as_dict()
     refs = {inp["role"]: input_ref(inp) for inp in data["inputs"]}
     refs["D"] = t["answer_ref"].format(ref=item_ref(data["image_space"]["results"][0]))
-    wanted = set(roles_in(question)) | {"D"}
     lines = [t["heatmaps_title"].format(method=maps["method"])]
     for row in maps["images"]:
-        if row["role"] in wanted:
+        if row["role"] in roles:
             lines.append(t["heatmaps_row"].format(role=row["role"], ref=refs[row["role"]],
                                                   query=fmt(row["similarity"]["query"]), c=fmt(row["similarity"]["c"]),
                                                   correlation=fmt(row.get("correlation"))))
-    return "\n".join(lines) + "\n\n" + heatmap_sentence(maps) + "\n\n" + t["heatmaps_where"], report
+    return "\n".join(lines) + "\n\n" + heatmap_sentence(maps)
+
+
+def reply_heatmaps(explorer, report, question):
+    """Where the network looks in the inputs named (all when none is) and in the answer D (seconds)."""
+    summary = heatmap_summary(report.as_dict(), explorer.heatmaps(report).as_dict(), set(roles_in(question)) | {"D"})
+    return summary + "\n\n" + why("chat")["heatmaps_where"], report
 
 
 def reply_right(explorer, report, question):

@@ -124,6 +124,17 @@ def report_figures(folder: Path, data: dict, maps=None) -> dict[str, str]:
     return write_figures(folder, geometries, maps)
 
 
+def heatmap_pngs(maps) -> dict[str, bytes]:
+    """PNG bytes per role (A, B, C, D) of :class:`pipeline.models.heatmaps.SimilarityMaps`: each
+    image beside its overlays, one per target."""
+    words = why("heatmaps")["targets"]
+    pngs = {}
+    for i, role in enumerate("ABCD"[:len(maps.maps)]):
+        panels = [(f"toward {words[t]}", maps.maps[i, j]) for j, t in enumerate(maps.targets)]
+        pngs[role] = figures.heatmap_png(maps.crops[i], panels, role)
+    return pngs
+
+
 def write_figures(folder: Path, geometries: dict[str, dict], maps=None) -> dict[str, str]:
     """Write ``geometry-<space>.png`` for each ``{"image": geometry dict, "caption": ...}`` and, with
     ``maps`` (SimilarityMaps of A, B, C, D), ``heatmap-<A|B|C|D>.png``; returns {name: path}."""
@@ -131,10 +142,6 @@ def write_figures(folder: Path, geometries: dict[str, dict], maps=None) -> dict[
     for name, drawn in geometries.items():
         path = figures.write_png(Path(folder) / f"geometry-{name}.png", figures.geometry_png(drawn, title=f"{name} space"))
         written[f"geometry-{name}"] = str(path)
-    if maps is not None:
-        words = why("heatmaps")["targets"]
-        for i, role in enumerate("ABCD"[:len(maps.maps)]):
-            panels = [(f"toward {words[t]}", maps.maps[i, j]) for j, t in enumerate(maps.targets)]
-            path = figures.write_png(Path(folder) / f"heatmap-{role}.png", figures.heatmap_png(maps.crops[i], panels, role))
-            written[f"heatmap-{role}"] = str(path)
+    for role, png in (heatmap_pngs(maps) if maps is not None else {}).items():
+        written[f"heatmap-{role}"] = str(figures.write_png(Path(folder) / f"heatmap-{role}.png", png))
     return written

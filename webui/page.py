@@ -15,6 +15,7 @@ from pipeline.config import LAYERS
 from pipeline.vectors import ALL_METHODS
 
 from . import format as fmt
+from . import why
 from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
                        user_facing)
 
@@ -146,12 +147,15 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
                 image_head = gr.HTML(elem_id="image-space-head")
                 image_results = gr.Gallery(label="Image space: top answers", columns=5, height=200,
                                            object_fit="contain", elem_id="image-space")
+                image_why = why.space_panel("image")
             with gr.Column():
                 caption_head = gr.HTML(elem_id="caption-space-head")
                 caption_results = gr.Gallery(label="Caption space: top answers", columns=5, height=200,
                                              object_fit="contain", elem_id="caption-space")
                 text_md = gr.Markdown(elem_id="text-answer")
+                caption_why = why.space_panel("caption")
         agreement_md = gr.Markdown(elem_id="agreement")
+        heatmaps = why.heatmap_panel()
         chat = gr.Chatbot(label="Explainer", height=560, elem_id="chat",
                           placeholder="Solve an analogy and the explanation appears here. Then ask away.")
         with gr.Row():
@@ -166,16 +170,17 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
         panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
                       caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
                       agreement=agreement_md)
-        solve_btn.click(user_facing(h.solve), inputs=[*slots, method, layer, exclude, top_k],
-                        outputs=outputs(Solved, report=report_state, **panels, chat=chat, report_json=report_code),
-                        api_name="analogy", **MODEL_BOUND)
+        solved = solve_btn.click(user_facing(h.solve), inputs=[*slots, method, layer, exclude, top_k],
+                                 outputs=outputs(Solved, report=report_state, **panels, chat=chat,
+                                                 report_json=report_code),
+                                 api_name="analogy", **MODEL_BOUND)
         ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, chat],
                          outputs=outputs(Asked, chat=chat, report=report_state, question_box=question, **panels,
                                          report_json=report_code, method=method, layer=layer, exclude=exclude,
                                          top_k=top_k),
                          **MODEL_BOUND)
-        ask_btn.click(api_name="ask", **ask_event)
-        question.submit(api_visibility="private", **ask_event)
+        asked = [ask_btn.click(api_name="ask", **ask_event), question.submit(api_visibility="private", **ask_event)]
+        why.wire(h.explorer, report_state, image_why, caption_why, heatmaps, [solved, *asked], **MODEL_BOUND)
 
 
 def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> None:
