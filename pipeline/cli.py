@@ -149,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--address needs --engine ray")
         explorer.open_gallery(args.dir, progress, with_captions=not args.no_captions,
                               engine=args.engine, address=args.address)
+        if not args.no_captions:  # so that the first question is fast: thresholds, vocabularies, classifier head
+            explorer.prepare_explanations()
         info = explorer.gallery_info() if not args.no_captions else {"root": str(explorer.gallery.root)}
         return emit(args, {"gallery": info, **explorer.build_stats.as_dict()}, render.build_summary)
     if args.command == "labels":

@@ -115,10 +115,12 @@ class Explorer:
     def prepare_explanations(self) -> None:
         """Everything an explanation reads once, computed now rather than at the first question: the
         calibrated thresholds of every space, the classifier head, the offset vocabulary
-        (:func:`pipeline.insight.prepare`)."""
+        (:func:`pipeline.insight.prepare`) and the text answer's vocabulary."""
         gallery = self.require_gallery()
         spaces = [space_key("image", layer) for layer in LAYERS] + (["caption"] if gallery.captions else [])
         prepare_insight(gallery, self.models, spaces)
+        if gallery.captions is not None:
+            self.text_vocabulary()
 
     def require_gallery(self) -> Gallery:
         if self.gallery is None:
