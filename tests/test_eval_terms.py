@@ -11,6 +11,7 @@ from eval import transforms as T
 from pipeline import offsets
 from pipeline.analogy import gallery_input
 from pipeline.insight import offset_terms as product_terms
+from tests.conftest import small_transform_questions
 
 
 def test_named_terms_rank_like_the_product():
@@ -29,16 +30,8 @@ def test_named_terms_rank_like_the_product():
 
 @pytest.mark.slow
 def test_batch_terms_and_alignment_equal_the_products_question_by_question(imagen_explorer, imagen_dir):
-    from pipeline.explorer import Explorer
-
-    settings = imagen_explorer.settings
-    originals = T.select_originals(imagen_dir, 12, seed=5)  # the work folder of test_eval_suites' check
-    transforms = ["greyscale", "hflip", "zoom"]
-    work = T.prepare_work_folder(imagen_dir, originals, transforms, None, settings.cache_dir, settings.max_pixels)
-    explorer = Explorer(settings, models=imagen_explorer.models)
-    gallery = explorer.open_gallery(work.root)
-    table, _, _ = T.build_table(gallery, work)
-    questions = T.draw_questions(table, 9, seed=2)
+    explorer, transforms, questions = small_transform_questions(imagen_explorer, imagen_dir)
+    gallery = explorer.gallery
     masks = OT.transform_masks(questions.transform, transforms)
     answers = questions.ids[:, 3][::-1].copy()  # any gallery ids will do as "3CosAdd's answers" here
     for space in ("image:pooled", "image:probs", "caption"):
