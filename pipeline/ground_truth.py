@@ -66,30 +66,51 @@ def _split(path: str, layout: str) -> tuple[str, str] | None:
     return "/".join(parts[1:]), parts[0]
 
 
-def expected_ids(paths: Sequence[str], inputs: Sequence[str | None],
+class LayoutIndex:
+    """The gallery's items by (subject, variant) under each layout, built on first use with one pass
+    over the paths (then a question's expected items are found in O(1)). ``paths``: every gallery
+    item's relative path (forward slashes), by id."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = paths
+        self._by_layout: dict[str, dict[tuple[str, str], list[int]]] = {}
+
+    def items(self, layout: str, key: tuple[str, str]) -> list[int]:
+        """Ids of the items whose path splits into ``key`` = (subject, variant) under ``layout``."""
+        if layout not in self._by_layout:
+            table: dict[tuple[str, str], list[int]] = {}
+            for i, path in enumerate(self.paths):
+                split = _split(path, layout)
+                if split is not None:
+                    table.setdefault(split, []).append(i)
+            self._by_layout[layout] = table
+        return self._by_layout[layout].get(key, [])
+
+
+def expected_ids(paths: Sequence[str] | LayoutIndex, inputs: Sequence[str | None],
                  given: Iterable[int] | None = None) -> tuple[list[int], str] | None:
     """(ids, layout) of the expected answers, or None when the gallery cannot tell.
 
-    paths: every gallery item's relative path (forward slashes), by id.
+    paths: every gallery item's relative path (forward slashes), by id, or their :class:`LayoutIndex`
+        (kept with the gallery, so that each question costs O(1) instead of a pass over the paths).
     inputs: the relative paths of A, B, C in the gallery (None for an upload: no layout applies).
     given: expected ids from the caller (used as they are, layout ``given``; an empty list is None).
-    Cost: one pass over ``paths``.
     """
     if given is not None:
         ids = sorted({int(i) for i in given})
         return (ids, "given") if ids else None
     if len(inputs) != 3 or any(p is None for p in inputs):
         return None
+    index = paths if isinstance(paths, LayoutIndex) else LayoutIndex(paths)
     for layout in LAYOUTS:
         a, b, c = (_split(p, layout) for p in inputs)
         if a is None or b is None or c is None:
             continue
         if a[0] != b[0] or a[1] == b[1] or c[0] == a[0]:
             continue
-        wanted = (c[0], b[1])
-        ids = [i for i, p in enumerate(paths) if _split(p, layout) == wanted]
+        ids = index.items(layout, (c[0], b[1]))
         if ids:
-            return ids, layout
+            return list(ids), layout
     return None
 
 

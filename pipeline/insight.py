@@ -16,6 +16,8 @@ Each piece lives in its own module (:mod:`pipeline.offsets`, :mod:`pipeline.geom
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,9 @@ NEIGHBOURS = 5
 #: A report's space keys -> their name in figure files (``geometry-<name>.png``).
 SPACE_FIGURES = {"image_space": "image", "caption_space": "caption"}
 
+_LAYOUTS: "weakref.WeakKeyDictionary[object, ground_truth.LayoutIndex]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
 
 def prepare(gallery, models, spaces) -> None:
     """Compute once, before the first question, what every explanation reads: the calibrated
@@ -41,6 +46,14 @@ def prepare(gallery, models, spaces) -> None:
         models.classifier_head()
     if gallery.captions is not None:
         offsets.word_vocabulary(models.embed_texts, gallery.captions.text_model, gallery.settings.cache_dir)
+
+
+def layout_index(gallery) -> ground_truth.LayoutIndex:
+    """The gallery's :class:`pipeline.ground_truth.LayoutIndex`, kept with the gallery object."""
+    with _LOCK:
+        if gallery not in _LAYOUTS:
+            _LAYOUTS[gallery] = ground_truth.LayoutIndex([item.path for item in gallery.items])
+        return _LAYOUTS[gallery]
 
 
 def offset_terms(gallery, models, inputs, space: str, answer_id: int | None) -> offsets.OffsetTerms:
@@ -70,14 +83,15 @@ def space_insight(gallery, models, inputs, result, expected: list[int] | None = 
     drawn = geometry.question_geometry(
         a, b, c, method=result.method, vectors=vectors, answer=top, top=[h.id for h in result.results],
         neighbours=neighbours, input_ids=input_ids, nn_distance=gallery.typical_nn_distance(space))
-    paths = [item.path for item in gallery.items]
-    wanted = ground_truth.expected_ids(paths, [None if i is None else paths[i] for i in input_ids], expected)
+    layouts = layout_index(gallery)
+    wanted = ground_truth.expected_ids(layouts, [None if i is None else gallery.items[i].path for i in input_ids],
+                                       expected)
     judged = None
     if wanted is not None:
         excluded = [e["id"] for e in result.excluded] if result.exclude else []
         judged = ground_truth.judge(wanted, vec.analogy_scores(vectors, a, b, c, result.method, gallery.settings.cosmul_eps),
                                     vec.analogy_scores(vectors, a, b, c, "only-c"), excluded).as_dict()
-        judged["paths"] = [paths[i] for i in judged["ids"]]
+        judged["paths"] = [gallery.items[i].path for i in judged["ids"]]
     calibration = thresholds.gallery_calibration(gallery, space)
     return {"offset_terms": offset_terms(gallery, models, inputs, space, top).as_dict(),
             "geometry": drawn.as_dict(),
