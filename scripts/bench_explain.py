@@ -10,6 +10,7 @@ compare the ratios), against ``before``, a question as it was answered before is
 - ``plain``: a question as it is answered now, ``Explorer.analogy`` (the same, plus each space's
   ``offset_terms``, ``geometry``, ``expected`` and calibrated ``near_duplicate_threshold`` in the JSON
   and the sentences about them); the difference is what every question pays;
+- ``insight step``: that step alone (``Explorer.insight``: the four fields of both spaces), timed directly;
 - ``+ geometry PNGs``: drawing the two geometry pictures (the app draws them after showing the answer;
   the CLI with ``--figures``);
 - ``+ heatmaps``: Grad-CAM of A, B, C, D toward the query and toward C, and their four PNGs (only on
@@ -60,14 +61,16 @@ def heatmaps_and_pngs(explorer: Explorer, report):
 
 
 def bench_question(explorer: Explorer, refs: list[str], repeats: int, out: Path, torch_net) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {key: [] for key in ("before", "plain", "+ geometry PNGs", "+ heatmaps",
-                                                           "torch forward")}
+    samples: dict[str, list[float]] = {key: [] for key in ("before", "plain", "insight step", "+ geometry PNGs",
+                                                           "+ heatmaps", "torch forward")}
     for _ in range(repeats):
         seconds, _ = timed(lambda: explorer.explained(explorer.analogy(refs, explain=False), insight=False))
         samples["before"].append(seconds)
         seconds, report = timed(lambda: explorer.analogy(refs))
         samples["plain"].append(seconds)
         data = report.as_dict()
+        seconds, _ = timed(lambda: explorer.insight(report))
+        samples["insight step"].append(seconds)
         seconds, _ = timed(lambda: insight.report_figures(out, data))
         samples["+ geometry PNGs"].append(seconds)
         seconds, maps = timed(lambda: heatmaps_and_pngs(explorer, report))
@@ -119,7 +122,8 @@ def main() -> None:
             before = float(np.median(samples["before"]))
             for key, values in samples.items():
                 median = float(np.median(values))
-                added = {"plain": median - before, "+ geometry PNGs": median, "+ heatmaps": median}.get(key)
+                added = {"plain": median - before, "insight step": median, "+ geometry PNGs": median,
+                         "+ heatmaps": median}.get(key)
                 print(f"   {key:<16} median {median:7.3f} s   {median / before:6.2f} x before"
                       + (f"   adds {1000 * added:8.1f} ms" if added is not None else "") + f"   (min {min(values):.3f} s)")
 
