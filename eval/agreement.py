@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.analogy import VERDICTS
 from pipeline.errors import GalleryError
+from pipeline.thresholds import gallery_calibration
 
 from .common import SPACE_NAMES, bar, provenance, provenance_markdown, spaces_for
 from .report import Report, grouped_bars, md_table, new_figure, num, pct
@@ -106,6 +107,8 @@ def run(explorer, args, argv=None) -> Report:
 
     run_info = provenance(SUITE, explorer, argv, args.seed, {"layers": layers, "questions": int(len(triples)),
                                                               "method": args.method, "top_k": k})
+    # the verdicts' near-duplicate thresholds: calibrated per space from the gallery (pipeline.thresholds)
+    run_info["near_duplicate_thresholds"] = {space: gallery_calibration(gallery, space).threshold for space in spaces}
     run_info["seconds"] = round(time.perf_counter() - started, 2)
     results = {"run": run_info, "setup": {"candidates": len(gallery), "chance_same_item": 1.0 / (len(gallery) - 3)},
                "agreement": agreement_results, "cheats": cheats, "joint": both, "examples": examples}
@@ -165,7 +168,10 @@ def _write_markdown(report: Report, results, layers, spaces) -> None:
         ["space", *names, "caption repeats C"], rows)
         + "\n\nVerdicts as in DESIGN.md section 2 (several may hold): *input*: without exclusion A, B or C "
           "would be the answer; *only-c* / *ignore-a*: the answer is that baseline's answer; *near-duplicate*: "
-          f"cos(answer, C) > {run_info['settings']['near_duplicate_threshold']}; *genuine*: none. *No verdict "
+          "cos(answer, C) > the space's near-duplicate threshold, calibrated from the gallery ("
+        + ", ".join(f"{SPACE_NAMES.get(space, space)} {threshold:.3f}"
+                    for space, threshold in run_info["near_duplicate_thresholds"].items())
+        + "); *genuine*: none. *No verdict "
           "but input*: none of only-c, ignore-a, near-duplicate. *Caption repeats C*: the answer's caption "
           "contains C's caption or C's label (the lexical check).")
     rows = [[layer, pct(results["joint"][layer]["both_free_of_cheats"]),

@@ -9,6 +9,8 @@
 4. Every question is scored in every space by every method and baseline with
    :func:`pipeline.vectors.method_scores` on the similarity columns that
    :func:`pipeline.analogy.solve_space` uses (:func:`score_questions`), with A, B, C excluded and not.
+5. What the arithmetic meant (:mod:`eval.offset_terms`): per transform and space, the terms most often
+   named for b - a, and how often D - C agrees with B - A.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from pipeline import vectors as vec
 
+from . import offset_terms
 from .common import SPACE_NAMES, bar, open_explorer, provenance, provenance_markdown, spaces_for
 from .report import Report, grouped_bars, md_table, new_figure, num, pct, stacked_bars
 from .transformed_copies import TRANSFORMS, build_table, parse_transforms, prepare_work_folder, select_originals
@@ -141,6 +144,9 @@ def run(settings, args, argv=None) -> Report:
                                   progress=progress.update)
             per_space[space] = summarise_space(gallery, space, raw, questions, methods, transforms, photo_of,
                                                transform_of, threshold)
+            per_space[space]["terms"] = offset_terms.summarise_terms(
+                offset_terms.term_space(gallery, explorer.models, space), questions.ids,
+                raw["top1_excl"][methods.index("3cosadd")], offset_terms.transform_masks(questions.transform, transforms))
     run_info = provenance(SUITE, explorer, argv, args.seed, {
         "layers": list(args.layers), "questions": int(len(questions.ids)), "originals": n_orig,
         "originals_requested": args.originals, "transforms": transforms, "work_dir": str(work.root),
@@ -163,8 +169,7 @@ def summarise_space(gallery, space, raw, questions: Questions, methods, transfor
     vectors = gallery.vectors(space)
     a, b, c, d = questions.ids.T
     out = {"methods": {}, "offsets": {}}
-    masks = {name: questions.transform == k for k, name in enumerate(transforms)}
-    masks["all"] = np.ones(len(questions.ids), dtype=bool)
+    masks = offset_terms.transform_masks(questions.transform, transforms)
     for m_i, method in enumerate(methods):
         entry = {}
         for excl in ("excl", "incl"):
@@ -309,6 +314,8 @@ def _write_markdown(report: Report, results, spaces, methods, transforms) -> Non
         + "\n\nA transform that moves every photo the same way (consistency near 1) and further than the "
           "distance between neighbours is one the arithmetic can find; a small or inconsistent offset leaves "
           "the answer to C's neighbourhood.")
+    report.section("What the arithmetic meant", offset_terms.markdown({s: sp[s]["terms"] for s in spaces},
+                                                                      SPACE_NAMES, transforms))
     report.section("How this was produced", provenance_markdown(run_info)
                    + f"\n- Work folder (transformed copies): `{run_info['work_dir']}`")
 

@@ -5,7 +5,8 @@
 gallery with a method (DESIGN.md section 2), applies exclusion, and returns a :class:`SpaceResult`
 with the top-k answers, what would have won without exclusion (and each input's rank), the top answer
 of every baseline, the verdicts, and the measurements behind them (the near-duplicate threshold it
-used, and in caption space the lexical check of :func:`pipeline.agreement.lexical_check`).
+used, calibrated per space from the gallery, and in caption space the lexical check of
+:func:`pipeline.agreement.lexical_check`).
 
 :data:`ROLES` names the three inputs everywhere (A, B, C in this order).
 """
@@ -23,6 +24,7 @@ from .gallery import IMAGE_SPACES, Gallery, space_vectors
 from .images import bytes_sha256, describe, file_sha256, load_image
 from .labels import LabelScore, top_labels
 from .errors import AnalogyError
+from .thresholds import gallery_calibration
 
 ROLES = vec.ROLES
 VERDICTS = ("input", "only-c", "ignore-a", "near-duplicate", "genuine")
@@ -75,7 +77,8 @@ class SpaceResult:
     measurements: ``offset_norm`` |b - a|, ``typical_nn_distance``, ``offset_relative`` (their ratio),
     ``offset_consistency`` cos(b - a, d - c) for the top answer d, ``cos_answer_c`` cos(d, c) (these
     two only when there is an answer), ``scored_rows`` (rows scored exactly), ``near_duplicate_threshold``
-    (the cosine above which the verdicts and exclusion count a near-duplicate), and in caption space
+    (the cosine above which the verdicts and exclusion count a near-duplicate: by default the
+    gallery's calibrated one for the space), and in caption space
     the lexical check ``repeats_c``, ``repeats_c_what``, ``repeats_c_phrase``.
     """
 
@@ -174,18 +177,22 @@ def _available_spaces(gallery: Gallery) -> list[str]:
 
 
 def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method: str = "3cosadd",
-                exclude: bool = True, top_k: int = 5) -> SpaceResult:
+                exclude: bool = True, top_k: int = 5, threshold: float | None = None) -> SpaceResult:
     """Answer the analogy in one space (a key of :data:`pipeline.gallery.SPACES`).
 
-    ``inputs``: A, B, C in :data:`ROLES` order, with a vector for ``space``. Returns the
-    :class:`SpaceResult` with every measurement the answer and its verdicts rest on.
+    ``inputs``: A, B, C in :data:`ROLES` order, with a vector for ``space``. ``threshold``: the
+    near-duplicate cosine (verdict and exclusion of uploads' near-duplicates); None (the default): the
+    gallery's calibrated threshold for the space (:func:`pipeline.thresholds.gallery_calibration`,
+    computed once per gallery). Returns the :class:`SpaceResult` with every measurement the answer
+    and its verdicts rest on.
     """
     if method not in vec.ALL_METHODS:
         raise AnalogyError(f"unknown method {method!r}: choose one of {', '.join(vec.ALL_METHODS)}")
     if space not in inputs[0].vectors:
         raise AnalogyError(f"space {space!r} is not available for this gallery")
     settings = gallery.settings
-    threshold = settings.near_duplicate_threshold
+    if threshold is None:
+        threshold = gallery_calibration(gallery, space).threshold
     index = gallery.index(space)
     a, b, c = (inp.vectors[space] for inp in inputs)
     # (R, 3): cos(d, a), cos(d, b), cos(d, c) of the scored rows: all N (rows None) on an exact index,

@@ -13,6 +13,9 @@ Public API:
   the chat answers, one markdown line each.
 * :func:`literal_markdown` (text) -> Markdown that shows ``text`` as typed (a question echoed in a
   reply, the question itself in the app's chat).
+
+The answers about *why* (the offset named, the geometry, where the network looks, right or wrong,
+the thresholds) are in :mod:`pipeline.chat_why`.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from . import vectors as vec
 from .analogy import ROLES
 from .config import LAYERS
 from .errors import RerunImpossible
-from .intents import match_intent
+from .chat_why import HANDLERS as WHY_HANDLERS
+from .intents import match_intent, roles_in, spaces_in
 from .explain import (exclusion_word, fmt, input_ref, item_ref, labels_text, space_message, space_name, templates,
                       without_exclusion_message)
 
@@ -57,28 +61,10 @@ def _rerun(explorer, report, explain: bool = False, **changes):
             refs.append(inp.source)
         else:
             raise RerunImpossible(templates()["replies"]["rerun_impossible"].format(role=inp.role, name=inp.name))
-    params = {"method": report.method, "layer": report.layer, "exclude": report.exclude, "top_k": report.top_k}
+    params = {"method": report.method, "layer": report.layer, "exclude": report.exclude, "top_k": report.top_k,
+              "expected": report.expected}
     params.update(changes)
     return explorer.analogy(refs, explain=explain, **params)
-
-
-def _roles_in(question: str) -> list[str]:
-    """Inputs named in a question: capital A/B/C as words, or 'image c' / 'input b' in any case."""
-    roles = set(re.findall(r"\b([ABC])\b", question))
-    roles |= {r.upper() for r in re.findall(r"\b(?:image|input|picture|photo)\s+([abc])\b", question, flags=re.IGNORECASE)}
-    return [r for r in ROLES if r in roles] or list(ROLES)
-
-
-def _spaces_in(question: str, data: dict) -> list[dict]:
-    """The spaces a question is about ('caption' / 'image' in it), else both (that exist)."""
-    wants_caption = re.search(r"\bcaptions?\b", question, flags=re.IGNORECASE) is not None
-    wants_image = re.search(r"\bimage\b|\bconvnet\b|\bactivations?\b", question, flags=re.IGNORECASE) is not None
-    spaces = []
-    if wants_image or not wants_caption:
-        spaces.append(data["image_space"])
-    if (wants_caption or not wants_image) and data.get("caption_space") is not None:
-        spaces.append(data["caption_space"])
-    return spaces
 
 
 def _top_rows(space: dict, k: int) -> str:
@@ -112,7 +98,7 @@ def _reply_why(explorer, report, question):
     data = report.as_dict()
     t = templates()["replies"]
     lines = [t["why_title"].format(method=report.method, layer=report.layer)]
-    for space in _spaces_in(question, data):
+    for space in spaces_in(question, data):
         text = data.get("text_answer") if space["space"] == "caption" else None
         lines.append(space_message(space, data["inputs"], text))
     return "\n\n".join(lines), report
@@ -130,7 +116,7 @@ def _reply_top_k(explorer, report, question):
     data = report.as_dict()
     lines = [t["top_title"].format(k=k, method=report.method, layer=report.layer,
                                    exclusion=exclusion_word(report.exclude))]
-    for space in _spaces_in(question, data):
+    for space in spaces_in(question, data):
         lines.append(_top_rows(space, k))
     return "\n\n".join(lines), report
 
@@ -140,7 +126,7 @@ def _reply_without_exclusion(explorer, report, question):
     t = templates()["replies"]
     data = _rerun(explorer, report, exclude=False).as_dict()
     lines = [t["without_title"].format(method=report.method, layer=report.layer)]
-    for space in _spaces_in(question, data):
+    for space in spaces_in(question, data):
         lines.append(_top_rows(space, report.top_k))
     lines.append(without_exclusion_message(data))
     return "\n\n".join(lines), report
@@ -214,7 +200,7 @@ def _reply_sees(explorer, report, question):
     data = report.as_dict()
     lines = [t["sees_title"]]
     for inp in data["inputs"]:
-        if inp["role"] not in _roles_in(question):
+        if inp["role"] not in roles_in(question):
             continue
         label = m["gallery_label"].format(label=inp["label"]) if inp.get("label") else ""
         template = t["sees_line"] if inp.get("caption") else t["sees_line_no_caption"]
@@ -281,7 +267,7 @@ _HANDLERS = {
     "help": _reply_help, "compare_methods": _reply_compare_methods, "without_exclusion": _reply_without_exclusion,
     "top_k": _reply_top_k, "sees": _reply_sees, "layer": _reply_layer, "method": _reply_method, "why": _reply_why,
     "agreement": _reply_agreement, "text_answer": _reply_text_answer, "caption_space": _reply_caption_space,
-    "image_space": _reply_image_space,
+    "image_space": _reply_image_space, **WHY_HANDLERS,
 }
 
 

@@ -15,6 +15,7 @@ from .batch import open_batch, run_batch
 from .config import CAPTIONERS, DEVICES, LAYERS, Settings
 from .errors import SettingsError, guarded
 from .explorer import Explorer
+from .insight import report_figures
 from .models import Models
 from .prepare import prepare_questions
 from .progress import show_progress, tqdm_progress
@@ -75,6 +76,16 @@ def command_parser(prog: str, description: str, dest: str, metavar: str):
     return parser, parser.add_subparsers(dest=dest, metavar=metavar, required=True)
 
 
+def _explanation_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("why (the offset named, the geometry, right or wrong)")
+    group.add_argument("--figures", type=Path, metavar="DIR",
+                       help="write DIR/geometry-<image|caption>.png and DIR/heatmap-<A|B|C|D>.png (where the network "
+                            "looks: a few seconds on a CPU) and list them under \"figures\" in the JSON")
+    group.add_argument("--expected", nargs="+", metavar="REF",
+                       help="the right answer(s), gallery ids or paths: each space then says whether it is right "
+                            "(default: the gallery's <subject>/<variant> layout, where it has one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, commands = command_parser(
         "python -m pipeline", "Image Analogy Explainer: A is to B as C is to what? answered over convnet "
@@ -112,11 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Answer A : B :: C : ? in image space and caption space, with what "
                                               "wins without exclusion, the baselines and verdicts.")
     _question(analogy, batch=True)
+    _explanation_options(analogy)
     _common(analogy)
 
     explain = commands.add_parser("explain", help="explain an analogy in plain words",
                                   description="The chat-style explanation of A : B :: C : ?.")
     _question(explain)
+    _explanation_options(explain)
     _common(explain)
 
     words = commands.add_parser(
@@ -207,9 +220,14 @@ def run(args: argparse.Namespace) -> int:
         return run_batch(explorer, questions, method=args.method, layer=args.layer, exclude=not args.no_exclude,
                          top_k=args.top_k, show_bar=show_progress())
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
-                              exclude=not args.no_exclude, top_k=args.top_k)
+                              exclude=not args.no_exclude, top_k=args.top_k, expected=args.expected)
+    data = report.as_dict()
+    if args.figures:
+        maps = explorer.heatmaps(report)
+        data["heatmaps"] = maps.as_dict()
+        data["figures"] = report_figures(args.figures, data, maps)
     as_text = render.explanation if args.command == "explain" else render.analogy_report
-    return emit(args, report.as_dict(), lambda _: as_text(report))
+    return emit(args, data, lambda data: render.with_figures(as_text(report), data.get("figures")))
 
 
 def main(argv: list[str] | None = None) -> int:

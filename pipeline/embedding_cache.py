@@ -10,7 +10,6 @@ recomputed; an unwritable cache only costs recomputing next time. Writes are ato
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from pathlib import Path
 from typing import Callable
@@ -19,7 +18,7 @@ import numpy as np
 
 from . import vectors as vec
 from .errors import CacheError
-from .storage import read_array, read_json, write_array, write_json
+from .storage import read_array, read_json, safe_filename, write_array, write_json
 
 _MEMORY: dict[tuple[str, str], np.ndarray] = {}
 _LOCK = threading.Lock()
@@ -47,8 +46,7 @@ def cached_embeddings(embed: Callable[[list[str]], np.ndarray], texts: list[str]
 
 
 def _load_or_embed(embed, texts, text_model, cache_dir: Path, label: str, digest: str) -> np.ndarray:
-    safe_model = re.sub(r"[^A-Za-z0-9_.-]", "_", text_model)[-60:]
-    base = cache_dir / "vocabulary" / f"{label}-{safe_model}-{digest[:16]}"
+    base = cache_dir / "vocabulary" / f"{label}-{safe_filename(text_model)}-{digest[:16]}"
     try:
         meta = read_json(base.with_suffix(".json"))
         cached = read_array(base.with_suffix(".npy"), meta["sha256"], mmap=False)
@@ -63,3 +61,9 @@ def _load_or_embed(embed, texts, text_model, cache_dir: Path, label: str, digest
     except CacheError:
         pass
     return vec.l2_normalize(vectors)
+
+
+def forget_in_memory() -> None:
+    """Drop the copies kept in memory (the next call reads the disk cache, as a new process would)."""
+    with _LOCK:
+        _MEMORY.clear()

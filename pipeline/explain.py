@@ -15,7 +15,8 @@ Public API:
   :func:`without_exclusion_message`.
 * :func:`agreement_summary` (agreement dict, image space dict, caption space dict | None) -> str: the
   sentences of ``report.agreement["summary"]`` about :func:`pipeline.agreement.space_agreement`'s numbers.
-* :func:`verdict_sentences` (space dict, input dicts) -> one sentence per verdict.
+* :func:`verdict_sentences` (space dict, input dicts) -> one sentence per verdict; :func:`why_sentences`
+  (space dict) -> the offset named, right or wrong, the calibrated threshold (issue 11's fields).
 * References and names: :func:`item_ref`, :func:`input_ref`, :func:`space_name`,
   :func:`exclusion_word`, :func:`labels_text`.
 """
@@ -26,6 +27,8 @@ from functools import lru_cache
 
 from .analogy import ROLES
 from .config import PROMPTS_DIR
+from .ground_truth import ground_truth_sentences
+from .thresholds import threshold_sentence
 
 TEMPLATES_PATH = PROMPTS_DIR / "explain.json"
 
@@ -126,6 +129,10 @@ def verdict_sentences(space: dict, inputs: list[dict]) -> list[str]:
     for verdict in space["verdicts"]:
         if verdict == "input":
             out.append(t["input"].format(role=without["winner"], name=_winner_name(without, inputs), **_ranks(without)))
+        elif verdict == "only-c" and _right_only_c(space):
+            # right, and so is ONLY-C: the numbers cannot say whether the offset helped, or did nothing
+            out.append(t["only-c_expected"].format(score=fmt(space["baselines"][verdict]["score"]),
+                                                   ground_truth=" ".join(ground_truth_lines(space))))
         elif verdict in ("only-c", "ignore-a"):
             out.append(t[verdict].format(score=fmt(space["baselines"][verdict]["score"])))
         elif verdict == "near-duplicate":
@@ -136,6 +143,37 @@ def verdict_sentences(space: dict, inputs: list[dict]) -> list[str]:
         else:
             out.append(t["unknown"].format(verdict=verdict))
     return out
+
+
+def ground_truth_lines(space: dict) -> list[str]:
+    """Right or wrong, when the gallery knows (:func:`pipeline.ground_truth.ground_truth_sentences`
+    of an explained space's ``expected``); [] when it does not."""
+    expected = space.get("expected")
+    if not expected:
+        return []
+    only_c = space["baselines"].get("only-c")
+    names = dict(zip(expected["ids"], expected.get("paths") or []))
+    return ground_truth_sentences(expected, space_name(space["space"]).capitalize(), names,
+                                  only_c["path"] if only_c else None)
+
+
+def why_sentences(space: dict, ground_truth: bool = True) -> list[str]:
+    """What an explained space (``SpaceResult.as_dict()`` with the fields of
+    :func:`pipeline.insight.space_insight`) adds in words: the offset named, right or wrong (with
+    ``ground_truth``), the calibrated near-duplicate threshold; [] before insight."""
+    out = []
+    if space.get("offset_terms"):
+        out.append(space["offset_terms"]["sentence"])
+    if ground_truth:
+        out += ground_truth_lines(space)
+    if space.get("near_duplicate_calibration"):
+        out.append(threshold_sentence(space["near_duplicate_calibration"], space_name(space["space"])))
+    return out
+
+
+def _right_only_c(space: dict) -> bool:
+    """The answer is ONLY-C's and the expected one (the only-c verdict then says right or wrong)."""
+    return "only-c" in space["verdicts"] and bool((space.get("expected") or {}).get("correct"))
 
 
 def space_message(space: dict, inputs: list[dict], text: dict | None = None) -> str:
@@ -158,6 +196,9 @@ def space_message(space: dict, inputs: list[dict], text: dict | None = None) -> 
         blocks.append(answer)
         blocks.append("\n".join([t["verdicts_intro"]] + [t["verdict_item"].format(sentence=s)
                                                           for s in verdict_sentences(space, inputs)]))
+        why = why_sentences(space, ground_truth=not _right_only_c(space))
+        if why:
+            blocks.append(" ".join(why))
         small = m.get("offset_relative") is not None and m["offset_relative"] < templates()["offset_small_below"]
         parts.append(t["offset"].format(offset_norm=fmt(m.get("offset_norm")), offset_relative=fmt(m.get("offset_relative")),
                                         typical_nn_distance=fmt(m.get("typical_nn_distance")),

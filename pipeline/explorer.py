@@ -20,13 +20,16 @@ from .agreement import space_agreement
 from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
 from .captions import caption_external, labels_captions
 from .config import Settings
+from .errors import AnalogyError
 from .explain import agreement_summary, explanation
 from .gallery import BuildStats, Gallery, Progress, build_gallery, space_key
 from .images import load_image
+from .insight import report_heatmaps, report_insight
 from .labels import LabelScore, top_labels
 from .models import Models
 from .models.captioners import resolve_captioner
 from .text_answer import Vocabulary, text_answer, vocabulary
+from .thresholds import gallery_calibration
 
 
 @dataclass
@@ -34,8 +37,12 @@ class AnalogyReport:
     """Everything about one question A : B :: C : ?.
 
     image_space / caption_space: :class:`SpaceResult` (caption_space None when the gallery has no
-    captions). text_answer: the nearest sentence to the caption-space query in a vocabulary of class
-    names and gallery captions. agreement: how the two spaces compare. explanation: chat messages
+    captions). expected: gallery ids of the right answers given with the question (None: the
+    gallery's layout decides, if it can). text_answer: the nearest sentence to the caption-space query
+    in a vocabulary of class names and gallery captions. agreement: how the two spaces compare.
+    insight: per space key (``image_space``, ``caption_space``) the fields of
+    :func:`pipeline.insight.space_insight` (``offset_terms``, ``geometry``, ``expected``,
+    ``near_duplicate_threshold``), merged into that space's JSON. explanation: chat messages
     [{"role": "assistant", "content": str}].
     """
 
@@ -47,18 +54,28 @@ class AnalogyReport:
     image_space: SpaceResult
     caption_space: SpaceResult | None
     gallery: dict
+    expected: list[int] | None = None
     text_answer: dict | None = None
     agreement: dict | None = None
+    insight: dict | None = None
     explanation: list[dict] = field(default_factory=list)
+
+    def space_dict(self, key: str) -> dict | None:
+        """``image_space`` / ``caption_space`` as JSON, with its insight fields when explained."""
+        result = getattr(self, key)
+        if result is None:
+            return None
+        return {**result.as_dict(), **(self.insight or {}).get(key, {})}
 
     def as_dict(self) -> dict:
         return {
             "question": {"A": self.inputs[0].name, "B": self.inputs[1].name, "C": self.inputs[2].name,
-                         "method": self.method, "layer": self.layer, "exclude": self.exclude, "top_k": self.top_k},
+                         "method": self.method, "layer": self.layer, "exclude": self.exclude, "top_k": self.top_k,
+                         "expected": self.expected},
             "gallery": self.gallery,
             "inputs": [inp.as_dict() for inp in self.inputs],
-            "image_space": self.image_space.as_dict(),
-            "caption_space": self.caption_space.as_dict() if self.caption_space else None,
+            "image_space": self.space_dict("image_space"),
+            "caption_space": self.space_dict("caption_space"),
             "text_answer": self.text_answer,
             "agreement": self.agreement,
             "explanation": self.explanation,
@@ -90,6 +107,9 @@ class Explorer:
         with self._lock:
             self.gallery, self.build_stats = build_gallery(Path(root), self.settings, self.models, progress,
                                                            with_captions=with_captions, **build_options)
+        spaces = [space_key("image", self.settings.layer)] + (["caption"] if self.gallery.captions else [])
+        for space in spaces:  # the near-duplicate thresholds: calibrated once per gallery, here
+            gallery_calibration(self.gallery, space)
         return self.gallery
 
     def require_gallery(self) -> Gallery:
@@ -133,24 +153,54 @@ class Explorer:
         return load_image(ref, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes)
 
     def analogy(self, refs: list, method: str = "3cosadd", layer: str | None = None, exclude: bool = True,
-                top_k: int | None = None, explain: bool = True) -> AnalogyReport:
+                top_k: int | None = None, explain: bool = True, expected: list | None = None) -> AnalogyReport:
         """Answer A : B :: C : ? in image space (``layer``) and caption space; with ``explain`` (the
-        default) also the text answer, the agreement and the explanation (:meth:`explained`)."""
+        default) also the text answer, the agreement, why (:mod:`pipeline.insight`) and the
+        explanation (:meth:`explained`). ``expected``: the right answers (gallery ids or paths), when
+        the caller knows them; else the gallery's layout decides where it can."""
         gallery = self.require_gallery()
         layer = layer or self.settings.layer
         top_k = top_k or self.settings.top_k
+        expected_ids = self.expected_ids(expected)
         inputs = prepare_inputs(gallery, self.models, list(refs))
         image = solve_space(gallery, inputs, space_key("image", layer), method, exclude, top_k)
         caption = solve_space(gallery, inputs, "caption", method, exclude, top_k) if gallery.captions else None
-        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info())
+        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info(), expected_ids)
         return self.explained(report) if explain else report
 
-    def explained(self, report: AnalogyReport) -> AnalogyReport:
+    def expected_ids(self, refs: list | None) -> list[int] | None:
+        """Gallery ids of expected answers given as ids or paths (None: none given); AnalogyError for
+        a reference that is not a gallery item."""
+        if refs is None:
+            return None
+        gallery = self.require_gallery()
+        ids = []
+        for ref in refs:
+            found = gallery.find(ref)
+            if found is None:
+                raise AnalogyError(f"expected answer {ref!r} is not a gallery item: give its id or its path in the gallery")
+            ids.append(found)
+        return sorted(set(ids))
+
+    def explained(self, report: AnalogyReport, insight: bool = True) -> AnalogyReport:
         """A copy of ``report`` (its spaces solved) with ``text_answer`` (None without caption space),
-        ``agreement`` and ``explanation`` filled in; ``report`` itself is not changed."""
+        ``agreement``, with ``insight`` (the default) the fields of :func:`pipeline.insight.report_insight`,
+        and ``explanation`` filled in; ``report`` itself is not changed."""
         text = self.text_answer(report.inputs, report.method) if report.caption_space is not None else None
         report = replace(report, text_answer=text, agreement=self.agreement(report))
+        if insight:
+            report = replace(report, insight=self.insight(report))
         return replace(report, explanation=explanation(report.as_dict()))
+
+    def insight(self, report: AnalogyReport) -> dict:
+        """Why, per space of ``report`` (:func:`pipeline.insight.report_insight`): the offset named,
+        the geometry in numbers, right or wrong, the calibrated near-duplicate threshold."""
+        return report_insight(self.require_gallery(), self.models, report)
+
+    def heatmaps(self, report: AnalogyReport):
+        """Where the network looks in A, B, C and the image-space answer D (seconds on a CPU):
+        :func:`pipeline.insight.report_heatmaps`."""
+        return report_heatmaps(self.require_gallery(), self.models, report, self.load)
 
     def agreement(self, report: AnalogyReport) -> dict:
         """How the report's two spaces compare: :func:`pipeline.agreement.space_agreement`'s dict and

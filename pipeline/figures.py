@@ -53,7 +53,7 @@ def _png(figure) -> bytes:
 def geometry_png(geometry: dict, title: str | None = None) -> bytes:
     """PNG bytes of a ``geometry`` dict (keys ``plane``, ``preserved``, ``points`` [{role, id, x, y}],
     optional ``nn_radius``, ``query_text``). Top-k points are numbered by rank (the answer is 1)."""
-    figure = _figure(6.4, 6.2)
+    figure = _figure(8.0, 6.0)
     ax = figure.add_subplot(1, 1, 1)
     points = geometry["points"]
     by_role: dict[str, list[dict]] = {}
@@ -92,14 +92,14 @@ def geometry_png(geometry: dict, title: str | None = None) -> bytes:
     ax.grid(True, alpha=0.25)
     ax.set_xlabel("along c")
     ax.set_ylabel("along the offset (orthogonal to c)")
-    ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, framealpha=0.8)  # outside: never over a point
     heading = title or "geometry"
     ax.set_title(f"{textwrap.fill(heading, 70)}\npreserved {geometry['preserved']:.2f} of the distances", fontsize=9)
     caption = textwrap.fill(geometry.get("plane", ""), 120)
     if radius:
         caption += "\n" + textwrap.fill(why("geometry")["circle"], 120)
     figure.text(0.01, 0.01, caption, fontsize=6.5, va="bottom", ha="left", color="#37474f")
-    figure.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.2)
+    figure.subplots_adjust(left=0.09, right=0.75, top=0.9, bottom=0.2)
     return _png(figure)
 
 

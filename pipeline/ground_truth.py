@@ -37,17 +37,23 @@ LAYOUTS = ("subject/variant", "variant/subject")
 class Expected:
     """The issue's ``expected`` object for one space: ``ids`` (gallery ids of the expected answers,
     sorted), ``correct``, ``only_c_correct``, ``rank``; ``layout``: how the ids were found (a key of
-    :data:`LAYOUTS` or ``given``)."""
+    :data:`LAYOUTS` or ``given``); ``best``: the best-ranked expected id (None when all are excluded),
+    ``score``: its score under the method, ``only_c_rank``: the best expected rank under ONLY-C."""
 
     ids: list[int]
     correct: bool
     only_c_correct: bool
     rank: int
     layout: str
+    best: int | None = None
+    score: float | None = None
+    only_c_rank: int = 0
 
     def as_dict(self) -> dict:
         return {"ids": list(self.ids), "correct": self.correct, "only_c_correct": self.only_c_correct,
-                "rank": self.rank, "layout": self.layout, "layout_text": why("ground_truth")["layouts"][self.layout]}
+                "rank": self.rank, "layout": self.layout, "layout_text": why("ground_truth")["layouts"][self.layout],
+                "best": self.best, "score": None if self.score is None else round(float(self.score), 6),
+                "only_c_rank": self.only_c_rank}
 
 
 def _split(path: str, layout: str) -> tuple[str, str] | None:
@@ -60,36 +66,58 @@ def _split(path: str, layout: str) -> tuple[str, str] | None:
     return "/".join(parts[1:]), parts[0]
 
 
-def expected_ids(paths: Sequence[str], inputs: Sequence[str | None],
+class LayoutIndex:
+    """The gallery's items by (subject, variant) under each layout, built on first use with one pass
+    over the paths (then a question's expected items are found in O(1)). ``paths``: every gallery
+    item's relative path (forward slashes), by id."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = paths
+        self._by_layout: dict[str, dict[tuple[str, str], list[int]]] = {}
+
+    def items(self, layout: str, key: tuple[str, str]) -> list[int]:
+        """Ids of the items whose path splits into ``key`` = (subject, variant) under ``layout``."""
+        if layout not in self._by_layout:
+            table: dict[tuple[str, str], list[int]] = {}
+            for i, path in enumerate(self.paths):
+                split = _split(path, layout)
+                if split is not None:
+                    table.setdefault(split, []).append(i)
+            self._by_layout[layout] = table
+        return self._by_layout[layout].get(key, [])
+
+
+def expected_ids(paths: Sequence[str] | LayoutIndex, inputs: Sequence[str | None],
                  given: Iterable[int] | None = None) -> tuple[list[int], str] | None:
     """(ids, layout) of the expected answers, or None when the gallery cannot tell.
 
-    paths: every gallery item's relative path (forward slashes), by id.
+    paths: every gallery item's relative path (forward slashes), by id, or their :class:`LayoutIndex`
+        (kept with the gallery, so that each question costs O(1) instead of a pass over the paths).
     inputs: the relative paths of A, B, C in the gallery (None for an upload: no layout applies).
     given: expected ids from the caller (used as they are, layout ``given``; an empty list is None).
-    Cost: one pass over ``paths``.
     """
     if given is not None:
         ids = sorted({int(i) for i in given})
         return (ids, "given") if ids else None
     if len(inputs) != 3 or any(p is None for p in inputs):
         return None
+    index = paths if isinstance(paths, LayoutIndex) else LayoutIndex(paths)
     for layout in LAYOUTS:
         a, b, c = (_split(p, layout) for p in inputs)
         if a is None or b is None or c is None:
             continue
         if a[0] != b[0] or a[1] == b[1] or c[0] == a[0]:
             continue
-        wanted = (c[0], b[1])
-        ids = [i for i, p in enumerate(paths) if _split(p, layout) == wanted]
+        ids = index.items(layout, (c[0], b[1]))
         if ids:
-            return ids, layout
+            return list(ids), layout
     return None
 
 
-def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int]) -> int:
-    """1-based rank of the best of ``target_ids`` among the rows not in ``excluded`` (higher score
-    first, ties to the lower id, NaN last); 0 when every target is excluded."""
+def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int]) -> tuple[int, int | None]:
+    """(rank, id): 1-based rank of the best of ``target_ids`` among the rows not in ``excluded``
+    (higher score first, ties to the lower id, NaN last), and that target; (0, None) when every
+    target is excluded."""
     keys = np.nan_to_num(-np.asarray(scores, dtype=np.float64), nan=np.inf)
     ranks = []
     ids = np.arange(len(keys))
@@ -97,8 +125,8 @@ def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int
         if t in excluded:
             continue
         ahead = (keys < keys[t]) | ((keys == keys[t]) & (ids < t))
-        ranks.append(1 + int(ahead.sum()) - sum(1 for e in excluded if ahead[e]))
-    return min(ranks) if ranks else 0
+        ranks.append((1 + int(ahead.sum()) - sum(1 for e in excluded if ahead[e]), int(t)))
+    return min(ranks) if ranks else (0, None)
 
 
 def judge(expected: tuple[list[int], str] | None, scores: np.ndarray, only_c_scores: np.ndarray,
@@ -115,9 +143,10 @@ def judge(expected: tuple[list[int], str] | None, scores: np.ndarray, only_c_sco
         return None
     ids, layout = expected
     excluded = {int(i) for i in exclude}
-    rank = _rank_among(scores, ids, excluded)
-    only_c_rank = _rank_among(only_c_scores, ids, excluded)
-    return Expected(list(ids), rank == 1, only_c_rank == 1, rank, layout)
+    rank, best = _rank_among(scores, ids, excluded)
+    only_c_rank, _ = _rank_among(only_c_scores, ids, excluded)
+    score = None if best is None else float(scores[best])
+    return Expected(list(ids), rank == 1, only_c_rank == 1, rank, layout, best, score, only_c_rank)
 
 
 def ground_truth_sentences(expected: dict | None, space_name: str, names: dict[int, str],

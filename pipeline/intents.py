@@ -15,6 +15,8 @@ Every pattern in the table is therefore written to run in linear time:
 ``tests/test_intents.py`` holds every pattern to that on adversarial questions of the maximum length,
 and checks the rewritten patterns against the original ones on random short questions. Questions
 are capped at :data:`MAX_QUESTION_CHARS`.
+
+:func:`roles_in` and :func:`spaces_in` say which inputs and which spaces a question names.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import json
 import re
 from functools import lru_cache
 
+from .analogy import ROLES
 from .config import PROMPTS_DIR
 from .errors import ApiInputError
 
@@ -54,3 +57,25 @@ def match_intent(question: str) -> str | None:
         if any(p.search(question) for p in patterns):
             return name
     return None
+
+
+# --- what a question names ------------------------------------------------------------------------
+
+
+def roles_in(question: str) -> list[str]:
+    """Inputs named in a question: capital A/B/C as words, or 'image c' / 'input b' in any case."""
+    roles = set(re.findall(r"\b([ABC])\b", question))
+    roles |= {r.upper() for r in re.findall(r"\b(?:image|input|picture|photo)\s+([abc])\b", question, flags=re.IGNORECASE)}
+    return [r for r in ROLES if r in roles] or list(ROLES)
+
+
+def spaces_in(question: str, data: dict) -> list[dict]:
+    """The spaces a question is about ('caption' / 'image' in it), else both (that exist)."""
+    wants_caption = re.search(r"\bcaptions?\b", question, flags=re.IGNORECASE) is not None
+    wants_image = re.search(r"\bimage\b|\bconvnet\b|\bactivations?\b", question, flags=re.IGNORECASE) is not None
+    spaces = []
+    if wants_image or not wants_caption:
+        spaces.append(data["image_space"])
+    if (wants_caption or not wants_image) and data.get("caption_space") is not None:
+        spaces.append(data["caption_space"])
+    return spaces

@@ -2,8 +2,8 @@
 
 A question whose A, B and C are gallery items needs no model: labels, captions and vectors are in the
 gallery's store. It still reads things that are made on first use: the FAISS index of each space and
-its measurements (typical nearest-neighbour distance, near-duplicate calibration:
-:mod:`pipeline.space_stats`), the sentence embeddings of the text answer's class captions
+its measurements (typical nearest-neighbour distance, :mod:`pipeline.space_stats`; the near-duplicate
+calibration, :func:`pipeline.thresholds.gallery_calibration`), the sentence embeddings of the text answer's class captions
 (:func:`pipeline.text_answer.class_vocabulary`) and of the offset vocabulary
 (:func:`pipeline.offsets.word_vocabulary`), and the convnet's head (:meth:`Models.classifier_head`).
 :func:`prepare_questions` makes them all, with progress, so that the first question after
@@ -15,9 +15,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from . import offsets
+from . import offsets, thresholds
 from .gallery import IMAGE_SPACES
-from .insight import near_duplicate_threshold
 from .models.convnet import EFFICIENTNET_NAMES
 from .progress import PREPARING, Progress
 
@@ -32,7 +31,7 @@ def question_steps(explorer) -> list[tuple[str, Callable[[], object]]]:
     for space in spaces:
         steps += [(f"index {space}", lambda s=space: gallery.index(s)),
                   (f"typical distance {space}", lambda s=space: gallery.typical_nn_distance(s)),
-                  (f"near-duplicate threshold {space}", lambda s=space: near_duplicate_threshold(gallery, s))]
+                  (f"near-duplicate threshold {space}", lambda s=space: thresholds.gallery_calibration(gallery, s))]
     if gallery.captions is not None:
         steps += [("class captions' embeddings", explorer.text_vocabulary),
                   ("offset words' embeddings", lambda: offsets.word_vocabulary(

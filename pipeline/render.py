@@ -4,6 +4,7 @@ from __future__ import annotations
 import textwrap
 
 from .analogy import SpaceResult
+from .explain import why_sentences
 
 WIDTH = 58
 
@@ -62,6 +63,12 @@ def space_lines(result: SpaceResult | None, title: str) -> list[str]:
     return lines
 
 
+def why_lines(space: dict | None) -> list[str]:
+    """An explained space's named offset, right or wrong, and calibrated threshold, as lines
+    (``space``: the report's JSON of the space; nothing before the explanation)."""
+    return why_sentences(space) if space else []
+
+
 def side_by_side(left: list[str], right: list[str], width: int = WIDTH) -> str:
     left = [piece for line in left for piece in (textwrap.wrap(line, width) or [""])]
     right = [piece for line in right for piece in (textwrap.wrap(line, width) or [""])]
@@ -80,8 +87,9 @@ def analogy_report(report) -> str:
     for inp in report.inputs:
         top = ", ".join(f"{l.name} {l.probability:.2f}" for l in inp.labels[:3])
         head.append(f"  {inp.role}: {inp.name}: sees {top}" + (f"; caption \"{inp.caption}\"" if inp.caption else ""))
-    body = side_by_side(space_lines(report.image_space, f"IMAGE SPACE ({report.image_space.space})"),
-                        space_lines(report.caption_space, "CAPTION SPACE"))
+    body = side_by_side(space_lines(report.image_space, f"IMAGE SPACE ({report.image_space.space})")
+                        + why_lines(report.space_dict("image_space")),
+                        space_lines(report.caption_space, "CAPTION SPACE") + why_lines(report.space_dict("caption_space")))
     tail = []
     if report.text_answer:
         tail.append(f"caption space answers in words: \"{report.text_answer['text']}\" ({report.text_answer['score']:.3f})")
@@ -113,3 +121,10 @@ def word_answer(out: dict) -> str:
             lines.append(f"{role} \"{i['text']}\": mean of {' + '.join(i['words']) or 'no word'}"
                          + (f"; not in GloVe: {', '.join(i['missing'])}" if i["missing"] else ""))
     return "\n".join(lines)
+
+
+def with_figures(text: str, figures: dict[str, str] | None) -> str:
+    """``text``, then the figures written (``--figures``), one line each."""
+    if not figures:
+        return text
+    return text + "\n\nfigures:\n" + "\n".join(f"  {name}: {path}" for name, path in figures.items())

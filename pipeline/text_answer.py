@@ -5,26 +5,25 @@ the 1,000 ImageNet class names worded as captions and the gallery's own captions
 
 * :func:`class_caption_texts` (labels captioner) -> the class captions; :func:`class_vocabulary`
   (models, cache dir, text model) -> (texts, (M, D) vectors), embedded once per text model and kept on
-  disk under ``<cache_dir>/vocabulary/``.
+  disk under ``<cache_dir>/vocabulary/`` (:mod:`pipeline.embedding_cache`).
 * :func:`vocabulary` (models, cache dir, captions, previous) -> :class:`Vocabulary`: the class
   captions plus one gallery's captions. Its owner keeps it with those captions (the
   :class:`pipeline.explorer.Explorer` holds the one of its current gallery) and passes it back as
   ``previous``: it is reused while the captions object is the same, its class part while the text
-  model is. Nothing is kept in module state.
+  model is.
 * :func:`text_answer` (vocabulary, gallery, inputs, method, eps) -> the report's ``text_answer`` dict.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import vectors as vec
+from .embedding_cache import cached_embeddings
 from .explain import templates
 from .labels import imagenet_classes
-from .storage import CacheError, read_array, read_json, safe_filename, write_array, write_json
 
 
 def _norm_text(text: str) -> str:
@@ -39,32 +38,12 @@ def class_caption_texts(labels_captioner) -> list[str]:
 
 
 def class_vocabulary(models, cache_dir: Path, text_model: str) -> tuple[list[str], np.ndarray]:
-    """ImageNet class captions (M texts) and their sentence embeddings ``(M, D)`` float32, L2-normalised.
-
-    Read from the disk cache under ``<cache_dir>/vocabulary/`` (``.npy`` with its SHA-256 in a
-    ``.json`` beside it, keyed by the text model and the wording), else embedded with
-    ``models.embed_texts`` and saved there; a damaged file is recomputed, an unwritable cache only costs
-    recomputing next time.
-    """
+    """ImageNet class captions (M texts) and their sentence embeddings ``(M, D)`` float32, L2-normalised,
+    embedded with ``models.embed_texts`` once per text model and wording
+    (:func:`pipeline.embedding_cache.cached_embeddings`: checksummed on disk under
+    ``<cache_dir>/vocabulary/``, and kept in memory)."""
     texts = class_caption_texts(models.labels_captioner)
-    digest = hashlib.sha256(("\n".join(texts) + "\n" + text_model).encode()).hexdigest()
-    base = Path(cache_dir) / "vocabulary" / f"imagenet-classes-{safe_filename(text_model)}-{digest[:16]}"
-    vectors = None
-    try:
-        meta = read_json(base.with_suffix(".json"))
-        cached = read_array(base.with_suffix(".npy"), meta["sha256"], mmap=False)
-        if meta.get("texts") == texts and cached.shape[0] == len(texts):
-            vectors = cached
-    except (CacheError, KeyError, TypeError):
-        vectors = None
-    if vectors is None:
-        vectors = np.asarray(models.embed_texts(texts), dtype=np.float32)
-        try:
-            checksum = write_array(base.with_suffix(".npy"), vectors)
-            write_json(base.with_suffix(".json"), {"texts": texts, "sha256": checksum, "text_model": text_model})
-        except CacheError:
-            pass
-    return texts, vec.l2_normalize(vectors)
+    return texts, cached_embeddings(models.embed_texts, texts, text_model, cache_dir, "imagenet-classes")
 
 
 @dataclass

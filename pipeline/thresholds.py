@@ -22,14 +22,26 @@ measurement is :meth:`pipeline.gallery.Gallery.typical_nn_distance`'s, in O(samp
 approximate index gives an upper bound of each distance, as
 :meth:`pipeline.index.VectorIndex.typical_nn_distance` does (an item whose top ``k`` holds only copies
 is left out).
+
+Once per gallery: :func:`gallery_calibration` keeps each space's calibration with the gallery object
+(in memory) and in its store (``<store>/thresholds.json``, keyed by the gallery's content, the model
+of the space, the captions and the rule's constants, with a SHA-256 of its body: a damaged or stale
+entry is recomputed, never used), so questions only read it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .errors import CacheError
 from .index import VectorIndex
+from .storage import read_json, write_json
 from .wording import prompts, why
 
 RATIO = 0.5
@@ -63,6 +75,14 @@ class ThresholdCalibration:
                 "nn_cosine_percentiles": {k: r(v) for k, v in self.nn_cosine_percentiles.items()},
                 "items_measured": self.items_measured, "share_with_near_duplicate": r(self.share_with_near_duplicate),
                 "clipped": self.clipped, "rule": rule_text()}
+
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ThresholdCalibration":
+        """The inverse of :meth:`as_dict` (``rule`` is wording, not data, and is left out)."""
+        return cls(str(data["space"]), float(data["threshold"]), float(data["typical_nn_distance"]),
+                   {str(k): float(v) for k, v in data["nn_cosine_percentiles"].items()}, int(data["items_measured"]),
+                   float(data["share_with_near_duplicate"]), bool(data["clipped"]))
 
 
 def rule_text() -> str:
@@ -115,3 +135,67 @@ def threshold_sentence(calibration: dict, space_name: str) -> str:
     return words["sentence"].format(space_name=space_name, threshold=number.format(calibration["threshold"]),
                                     rule_short=words["rule_short"],
                                     typical_nn_distance=number.format(calibration["typical_nn_distance"]))
+
+
+# --- once per gallery ------------------------------------------------------------------------------
+
+CACHE_FILE = "thresholds.json"
+CACHE_VERSION = 1
+_BY_GALLERY: "weakref.WeakKeyDictionary[object, dict[str, ThresholdCalibration]]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def calibration_key(gallery, space: str) -> dict:
+    """What a cached calibration of ``space`` depends on: the gallery's items (content digest), the
+    model of the space (the convnet's weights, or the sentence model and the captions' texts), and
+    the rule's constants."""
+    captions = gallery.captions if space == "caption" else None
+    return {"version": CACHE_VERSION, "items_digest": gallery.digest,
+            "model": captions.text_model if captions is not None else gallery.model_key,
+            "captions_digest": hashlib.sha256("\n".join(captions.texts).encode()).hexdigest() if captions else None,
+            "rule": [RATIO, LOW, HIGH, SAMPLE, SEED, K]}
+
+
+def _body_sha256(spaces: dict) -> str:
+    return hashlib.sha256(json.dumps(spaces, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache(path: Path) -> dict:
+    """The cached ``{space: {"key", "calibration"}}`` of a store, or {} when missing or damaged."""
+    try:
+        data = read_json(path)
+        spaces = data["spaces"]
+        return spaces if isinstance(spaces, dict) and data.get("sha256") == _body_sha256(spaces) else {}
+    except (CacheError, KeyError, TypeError):
+        return {}
+
+
+def gallery_calibration(gallery, space: str) -> ThresholdCalibration:
+    """The calibrated near-duplicate threshold of one space of a gallery
+    (:class:`pipeline.gallery.Gallery`): from memory, else from the store's cache, else
+    :func:`calibrate` on the space's index (then saved; an unwritable store only costs recomputing
+    in the next process). Thread-safe; computed at most once per gallery object and space."""
+    with _LOCK:
+        known = _BY_GALLERY.setdefault(gallery, {})
+        if space in known:
+            return known[space]
+        path = Path(gallery.store) / CACHE_FILE
+        cached = _read_cache(path)
+        key = calibration_key(gallery, space)
+        entry = cached.get(space)
+        calibration = None
+        if isinstance(entry, dict) and entry.get("key") == key:
+            try:
+                calibration = ThresholdCalibration.from_dict(entry["calibration"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                calibration = None
+        if calibration is None:
+            # rounded as the JSON keeps it, so that every process uses the very same threshold
+            calibration = ThresholdCalibration.from_dict(calibrate(gallery.index(space), space).as_dict())
+            cached[space] = {"key": key, "calibration": calibration.as_dict()}
+            try:
+                write_json(path, {"spaces": cached, "sha256": _body_sha256(cached)})
+            except CacheError:
+                pass
+        known[space] = calibration
+        return calibration

@@ -4,21 +4,23 @@
 
 For two questions (the default gallery's coffee : greyscale coffee :: cat, and imagen's sheep : camel ::
 seal when the photos are there) it measures, in the same run and interleaved (machines are noisy, so
-compare the ratios):
+compare the ratios), against ``before``, a question as it was answered before issue 11
+(``Explorer.explained(..., insight=False)``: both spaces, text answer, agreement, explanation):
 
-- ``plain``: one question as it is answered today, ``Explorer.analogy`` (both spaces, explanation);
-- ``explain``: what :func:`pipeline.insight.space_insight` adds for both spaces (offset terms, geometry
-  with C's neighbours, ground truth, calibrated threshold, already calibrated once per gallery), JSON only;
-- ``figures``: drawing the two geometry PNGs (matplotlib Agg) and writing them;
-- ``heatmaps``: decoding A, B, C, D and Grad-CAM of the four toward the query and toward C
-  (:func:`pipeline.insight.question_heatmaps`);
-- ``heatmap figures``: drawing and writing the four heatmap PNGs;
+- ``plain``: a question as it is answered now, ``Explorer.analogy`` (the same, plus each space's
+  ``offset_terms``, ``geometry``, ``expected`` and calibrated ``near_duplicate_threshold`` in the JSON
+  and the sentences about them); the difference is what every question pays;
+- ``insight step``: that step alone (``Explorer.insight``: the four fields of both spaces), timed directly;
+- ``+ geometry PNGs``: drawing the two geometry pictures (the app draws them after showing the answer;
+  the CLI with ``--figures``);
+- ``+ heatmaps``: Grad-CAM of A, B, C, D toward the query and toward C, and their four PNGs (only on
+  request: the app's button, the chat, ``--figures``);
 - ``torch forward``: for reference, a bare forward pass of the torch EfficientNet-Lite0 (float32,
   inference mode) over the same four preprocessed crops: the floor of any torch heatmap;
 
-and prints medians and each as a ratio of ``plain``. One-time costs (the offset vocabulary's embeddings
-when not cached, the classifier head, the torch model for the maps, each gallery's threshold
-calibration) are printed separately.
+and prints medians, each as a ratio of ``before``, and the time each adds. One-time costs (the offset
+vocabulary's embeddings when not cached, the classifier head, the torch model for the maps, each
+space's threshold calibration, computed afresh here) are printed separately.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image  # noqa: E402
 
-from pipeline import insight, offsets  # noqa: E402
+from pipeline import insight, offsets, thresholds  # noqa: E402
 from pipeline.models.convnet import TorchEfficientNet, efficientnet_input  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.explorer import Explorer  # noqa: E402
@@ -51,31 +53,36 @@ def timed(function):
     return time.perf_counter() - started, value
 
 
+def heatmaps_and_pngs(explorer: Explorer, report):
+    """The maps of A, B, C, D and their four PNGs, as the app's button computes them; returns the maps."""
+    maps = explorer.heatmaps(report)
+    insight.heatmap_pngs(maps)
+    return maps
+
+
 def bench_question(explorer: Explorer, refs: list[str], repeats: int, out: Path, torch_net) -> dict[str, list[float]]:
-    gallery, models = explorer.gallery, explorer.models
-    samples: dict[str, list[float]] = {key: [] for key in ("plain", "explain", "figures", "heatmaps", "heatmap figures",
-                                                           "torch forward")}
+    samples: dict[str, list[float]] = {key: [] for key in ("before", "plain", "insight step", "+ geometry PNGs",
+                                                           "+ heatmaps", "torch forward")}
     for _ in range(repeats):
+        seconds, _ = timed(lambda: explorer.explained(explorer.analogy(refs, explain=False), insight=False))
+        samples["before"].append(seconds)
         seconds, report = timed(lambda: explorer.analogy(refs))
         samples["plain"].append(seconds)
-        spaces = {"image": report.image_space, "caption": report.caption_space}
-        seconds, found = timed(lambda: {name: insight.space_insight(gallery, models, report.inputs, result)
-                                        for name, result in spaces.items() if result is not None})
-        samples["explain"].append(seconds)
-        seconds, _ = timed(lambda: insight.write_figures(out, {name: f["geometry"] for name, f in found.items()}))
-        samples["figures"].append(seconds)
-        seconds, maps = timed(lambda: insight.question_heatmaps(gallery, models, report.inputs,
-                                                               report.image_space.top.id, explorer.load))
-        samples["heatmaps"].append(seconds)
-        seconds, _ = timed(lambda: insight.write_figures(out, {}, maps))
-        samples["heatmap figures"].append(seconds)
+        data = report.as_dict()
+        seconds, _ = timed(lambda: explorer.insight(report))
+        samples["insight step"].append(seconds)
+        seconds, _ = timed(lambda: insight.report_figures(out, data))
+        samples["+ geometry PNGs"].append(seconds)
+        seconds, maps = timed(lambda: heatmaps_and_pngs(explorer, report))
+        samples["+ heatmaps"].append(seconds)
         batch = efficientnet_input([Image.fromarray(crop) for crop in maps.crops])
         seconds, _ = timed(lambda: torch_net.forward(batch))
         samples["torch forward"].append(seconds)
-    print("   offset terms:", found["image"]["offset_terms"]["sentence"], "|", found["caption"]["offset_terms"]["sentence"])
-    print("   expected:", {k: f["expected"] and {x: f["expected"][x] for x in ("ids", "correct", "only_c_correct", "rank")}
-                           for k, f in found.items()})
-    print("   thresholds:", {k: f["near_duplicate_threshold"] for k, f in found.items()},
+    print("   offset terms:", data["image_space"]["offset_terms"]["sentence"], "|",
+          data["caption_space"]["offset_terms"]["sentence"])
+    print("   expected:", {k: data[k]["expected"] and {x: data[k]["expected"][x] for x in ("ids", "correct", "only_c_correct", "rank")}
+                           for k in ("image_space", "caption_space")})
+    print("   thresholds:", {k: data[k]["near_duplicate_threshold"] for k in ("image_space", "caption_space")},
           "D's map correlation (query vs C):", round(maps.correlation(3), 3))
     return samples
 
@@ -98,24 +105,27 @@ def main() -> None:
                 root = args.imagen
             explorer = Explorer(Settings(cache_dir=cache, device="cpu", captioner=captioner))
             gallery = explorer.open_gallery(root)
-            explorer.analogy(refs)  # warm-up: models loaded, indexes read
             print(f"{name}: {len(gallery)} items, {' : '.join(refs)}")
-            once = {
+            once = {  # before the first question, which would load them
                 "offset vocabulary": lambda: offsets.word_vocabulary(explorer.models.embed_texts,
                                                                      gallery.captions.text_model, cache),
                 "classifier head": explorer.models.classifier_head,
-                "thresholds (4 spaces)": lambda: [insight.near_duplicate_threshold(gallery, s) for s in
+                "thresholds (4 spaces)": lambda: [thresholds.calibrate(gallery.index(s), s) for s in
                                                   ("image:pooled", "image:logits", "image:probs", "caption")],
                 "torch model for heatmaps": lambda: explorer.models.similarity_maps(
                     [explorer.load(gallery.path(0))], np.ones((1, 1280), np.float32)),
             }
             for what, function in once.items():
                 print(f"   once: {what:<26} {timed(function)[0]:7.3f} s")
+            explorer.analogy(refs)  # warm-up: the rest loaded (text-answer vocabulary, indexes)
             samples = bench_question(explorer, refs, args.repeats, out, torch_net)
-            plain = float(np.median(samples["plain"]))
+            before = float(np.median(samples["before"]))
             for key, values in samples.items():
                 median = float(np.median(values))
-                print(f"   {key:<15} median {median:7.3f} s   {median / plain:5.2f} x plain   (min {min(values):.3f} s)")
+                added = {"plain": median - before, "insight step": median, "+ geometry PNGs": median,
+                         "+ heatmaps": median}.get(key)
+                print(f"   {key:<16} median {median:7.3f} s   {median / before:6.2f} x before"
+                      + (f"   adds {1000 * added:8.1f} ms" if added is not None else "") + f"   (min {min(values):.3f} s)")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,21 @@ def imagen_file(imagen_dir: Path, label: str, index: int = 0) -> Path:
     return matches[index]
 
 
+def small_transform_questions(imagen_explorer, imagen_dir: Path, questions: int = 9):
+    """The transforms suite on 12 imagen photos (seed 5) under greyscale, hflip and zoom, built as a
+    gallery once per session cache: (explorer on it, transform names, Questions (seed 2))."""
+    from eval import transforms as T
+    from pipeline.explorer import Explorer
+
+    settings = imagen_explorer.settings
+    names = ["greyscale", "hflip", "zoom"]
+    work = T.prepare_work_folder(imagen_dir, T.select_originals(imagen_dir, 12, seed=5), names, None,
+                                 settings.cache_dir, settings.max_pixels)
+    explorer = Explorer(settings, models=imagen_explorer.models)
+    table, _, _ = T.build_table(explorer.open_gallery(work.root), work)
+    return explorer, names, T.draw_questions(table, questions, seed=2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

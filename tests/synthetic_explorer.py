@@ -14,6 +14,7 @@ from pipeline.explain import fmt, templates
 from pipeline.explorer import AnalogyReport, Explorer
 from pipeline.gallery import Captions, Gallery, GalleryItem
 from pipeline.models.captioners import LabelsCaptioner
+from pipeline.models.head import ClassifierHead
 
 DIM = 16
 
@@ -41,6 +42,12 @@ class FakeModels:
         self.labels_captioner = LabelsCaptioner()
         self.classifier = SimpleNamespace(name="synthetic-convnet")
         self.embedded = 0
+
+    def classifier_head(self):
+        """A seeded random last layer (1000 x DIM) for the synthetic pooled space, so that its offsets
+        are named in (meaningless but real) ImageNet classes."""
+        weight = np.random.default_rng(7).normal(size=(1000, self.dim)).astype(np.float32)
+        return ClassifierHead(weight, np.zeros(1000, np.float32), "synthetic-convnet")
 
     def embed_texts(self, texts):
         self.embedded += len(texts)

@@ -1,8 +1,9 @@
 """End to end in a real headless browser: Debian's chromium driven by Playwright for Python.
 
 Opens the app (the session's default gallery, real models, a real server on 127.0.0.1), picks A, B
-and C by clicking gallery thumbnails, solves the analogy, checks both result panels and the
-explanation in the chat, asks a follow-up, and saves a screenshot (also copied to out/screenshot.png
+and C by clicking gallery thumbnails, solves the analogy, checks both result panels, the why panels
+(the offset named, right or wrong, the threshold, the geometry picture; the heatmaps on request) and
+the explanation in the chat, asks follow-ups, and saves a screenshot (also copied to out/screenshot.png
 in the repository, git-ignored, for people to look at).
 """
 from __future__ import annotations
@@ -80,9 +81,27 @@ def test_pick_from_gallery_solve_and_read_the_explanation(server, page, tmp_path
     assert "Image space" in chat and "Without exclusion" in chat
     assert "Do the two spaces agree?" in page.locator("#agreement").inner_text()
 
+    # why, next to each space: the offset named, right or wrong, the calibrated threshold, the geometry picture
+    for space in ("image", "caption"):
+        page.wait_for_selector(f"#{space}-space-geometry img")
+        why = page.locator(f"#{space}-space-why").inner_text()
+        assert "B - A asks for" in why and f"Near-duplicate threshold in {space} space" in why
+    assert "right, the answer is the expected cat/greyscale.jpg" in page.locator("#caption-space-why").inner_text()
+    assert "cannot tell whether the arithmetic helped" in page.locator("#caption-space-why").inner_text()
+    assert "wrong, the expected cat/greyscale.jpg is at rank" in page.locator("#image-space-why").inner_text()
+    # where the network looks: computed when asked
+    assert page.locator("#heatmaps button.thumbnail-item").count() == 0
+    page.locator("#heatmaps-button").click()
+    page.wait_for_selector("#heatmaps button.thumbnail-item img")
+    assert page.locator("#heatmaps button.thumbnail-item").count() == 4
+    assert "D's map toward the query" in page.locator("#heatmaps-text").inner_text()
+
     page.locator("#question-box textarea").fill("why?")
     page.locator("#question-box textarea").press("Enter")
     page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('Why these verdicts')")
+    page.locator("#question-box textarea").fill("why not the right one?")
+    page.locator("#question-box textarea").press("Enter")
+    page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('Where the expected answer ranks')")
 
     # the user's own text is shown as typed: no image fetched from elsewhere, no tag, no link made of it
     requests: list[str] = []
@@ -111,9 +130,9 @@ def test_a_bad_upload_shows_a_clear_message_and_the_page_keeps_working(server, p
     gallery = server["explorer"].gallery
     page.goto(server["url"])
     page.wait_for_selector("#browse button.thumbnail-item")
-    for item_id in [gallery.find(p) for p in EXAMPLES[0][:2]]:  # A and B from the gallery
+    for role, item_id in zip("ab", [gallery.find(p) for p in EXAMPLES[0][:2]]):  # A and B from the gallery
         page.locator(f'#browse button[aria-label="Thumbnail {item_id + 1} of {len(gallery)}"]').click()
-    page.wait_for_selector("#slot-b img")
+        page.wait_for_selector(f"#slot-{role} img")  # the selector moves on to the next slot after each answer
     notes = tmp_path / "notes.jpg"
     notes.write_text("Shopping list:\n- eggs\n- milk\n")
     page.locator("#slot-c input[type=file]").set_input_files(str(notes))

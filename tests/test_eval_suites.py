@@ -20,6 +20,7 @@ from eval import cli, report as R, transforms as T
 from eval.agreement import draw_triples
 from pipeline import vectors as V
 from pipeline.labels import wnid_to_index
+from tests.conftest import small_transform_questions
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -237,16 +238,10 @@ def test_transforms_on_imagen_ci_sized(imagen_explorer, imagen_dir, tmp_path, ca
 def test_transforms_scoring_equals_solve_space(imagen_explorer, imagen_dir):
     """The suite's vectorised scoring gives the pipeline's answers (solve_space) question by question."""
     from pipeline.analogy import gallery_input, solve_space
-    from pipeline.explorer import Explorer
 
     settings = imagen_explorer.settings
-    originals = T.select_originals(imagen_dir, 12, seed=5)
-    transforms = ["greyscale", "hflip", "zoom"]
-    work = T.prepare_work_folder(imagen_dir, originals, transforms, None, settings.cache_dir, settings.max_pixels)
-    explorer = Explorer(settings, models=imagen_explorer.models)
-    gallery = explorer.open_gallery(work.root)
-    table, _, _ = T.build_table(gallery, work)
-    questions = T.draw_questions(table, 9, seed=2)
+    explorer, _, questions = small_transform_questions(imagen_explorer, imagen_dir)
+    gallery = explorer.gallery
     methods = list(V.ALL_METHODS)
     for space in ("image:pooled", "image:probs", "caption"):
         raw = T.score_questions(gallery, space, questions.ids, methods, settings.cosmul_eps, chunk=4)

@@ -11,6 +11,7 @@ from pipeline.analogy import gallery_input, solve_space
 from pipeline.chat import _HANDLERS, answer_question
 from pipeline.config import Settings
 from pipeline.explain import fmt, templates
+from pipeline import thresholds
 from pipeline.explorer import AnalogyReport, Explorer
 from tests.conftest import imagen_file
 from tests.synthetic_explorer import (A, B, B_NEAR_A, C, C_COUSIN, C_TWIN, D, X, Y, Y_B, check_explanation_matches_json,
@@ -48,9 +49,9 @@ def test_each_verdict_fires_and_is_explained_with_the_json_numbers(tmp_path, cas
         assert "without exclusion the answer would be C itself (#2 item2.png)" in image_message
     if case == "near-duplicate":
         m = report.as_dict()["image_space"]["measurements"]
-        assert f"cos(D, C) = {fmt(m['cos_answer_c'])} above the threshold {fmt(0.95)}" in image_message
+        assert f"cos(D, C) = {fmt(m['cos_answer_c'])} above the threshold {fmt(m['near_duplicate_threshold'])}" in image_message
     if case == "only-c":
-        assert "the offset b - a did nothing" in image_message
+        assert "the offset b - a did not change the answer" in image_message
     if case == "ignore-a":
         assert "A made no difference" in image_message
 
@@ -64,7 +65,7 @@ def test_solve_space_report_assembled_by_hand(tmp_path):
     caption = solve_space(gallery, inputs, "caption", "3cosadd", True, 5)
     report = AnalogyReport(inputs, "3cosadd", "pooled", True, 5, image, caption, {"backbone": "synthetic", "items": len(gallery)})
     report = explorer.explained(report)
-    assert report.image_space.measurements["near_duplicate_threshold"] == 0.95
+    assert report.image_space.measurements["near_duplicate_threshold"] == thresholds.gallery_calibration(gallery, "image:pooled").threshold
     assert report.caption_space.measurements["repeats_c"] is False
     check_explanation_matches_json(report)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.embedding_cache import forget_in_memory
 from pipeline.explain import fmt
 from pipeline.explorer import Explorer
 from pipeline.models.captioners import LabelsCaptioner
@@ -13,7 +14,8 @@ from tests.synthetic_explorer import A, B, C, D, X, Y, distractors, make_explore
 
 
 def fresh_explorer(explorer: Explorer) -> Explorer:
-    """A new Explorer (empty memory) with the same settings, models and gallery."""
+    """A new Explorer (empty memory, as in a new process) with the same settings, models and gallery."""
+    forget_in_memory()
     fresh = Explorer(explorer.settings, models=explorer.models)
     fresh.gallery = explorer.gallery
     return fresh

@@ -72,3 +72,44 @@ def test_imagen_thresholds(imagen_explorer):
     assert pooled.nn_cosine_percentiles["100"] < pooled.threshold < 0.95
     caption = thresholds.calibrate(gallery.index("caption"), "caption")
     assert caption.typical_nn_distance == pytest.approx(gallery.typical_nn_distance("caption"), abs=1e-4)
+
+
+def test_calibrated_once_per_gallery_kept_in_its_store_and_checked(tmp_path, monkeypatch):
+    """gallery_calibration: computed once per gallery object; a new process (a new Gallery object on the
+    same store) reads it from <store>/thresholds.json; a damaged or stale entry is recomputed."""
+    import json
+
+    from pipeline.gallery import Gallery
+    from tests.synthetic_explorer import A, B, C, D, X, Y, distractors, make_explorer
+
+    gallery = make_explorer(tmp_path, [A, B, C, D, X, Y] + distractors(12)).gallery
+    calls = []
+    real = thresholds.calibrate
+    monkeypatch.setattr(thresholds, "calibrate", lambda index, space, *a, **k: calls.append(space) or real(index, space))
+
+    def reopened() -> Gallery:  # the same gallery, as a new process opens it
+        again = Gallery(gallery.root, gallery.items, gallery.pooled, gallery.logits, gallery.store, gallery.model_key,
+                        gallery.settings)
+        again.captions = gallery.captions
+        return again
+
+    first = thresholds.gallery_calibration(gallery, "image:pooled")
+    assert thresholds.gallery_calibration(gallery, "image:pooled") is first and calls == ["image:pooled"]
+    assert first.threshold == round(real(gallery.index("image:pooled"), "image:pooled").threshold, 6)
+    path = gallery.store / thresholds.CACHE_FILE
+    assert thresholds.gallery_calibration(reopened(), "image:pooled").as_dict() == first.as_dict()
+    assert calls == ["image:pooled"]  # read from the store
+    thresholds.gallery_calibration(reopened(), "caption")
+    assert calls == ["image:pooled", "caption"] and set(json.loads(path.read_text())["spaces"]) == {"image:pooled", "caption"}
+
+    data = json.loads(path.read_text())
+    data["spaces"]["image:pooled"]["calibration"]["threshold"] = 0.5  # still valid JSON: the checksum catches it
+    path.write_text(json.dumps(data))
+    assert thresholds.gallery_calibration(reopened(), "image:pooled").threshold == first.threshold
+    assert calls[-1] == "image:pooled" and len(calls) == 3
+    path.write_bytes(path.read_bytes()[:40])  # torn
+    assert thresholds.gallery_calibration(reopened(), "caption").threshold > 0 and len(calls) == 4
+    stale = reopened()
+    stale.digest = "another content"  # the gallery changed: the stored calibration no longer applies
+    thresholds.gallery_calibration(stale, "image:pooled")
+    assert len(calls) == 5

@@ -21,6 +21,7 @@ from pipeline.vectors import ALL_METHODS
 
 from . import api_inputs
 from . import format as fmt
+from . import why
 from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
                        releasing_memory, user_facing)
 
@@ -173,12 +174,15 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
                 image_head = gr.HTML(elem_id="image-space-head")
                 image_results = ResultsGallery(label="Image space: top answers", columns=5, height=200,
                                            object_fit="contain", elem_id="image-space")
+                image_why = why.space_panel("image")
             with gr.Column():
                 caption_head = gr.HTML(elem_id="caption-space-head")
                 caption_results = ResultsGallery(label="Caption space: top answers", columns=5, height=200,
                                              object_fit="contain", elem_id="caption-space")
                 text_md = gr.Markdown(elem_id="text-answer")
+                caption_why = why.space_panel("caption")
         agreement_md = gr.Markdown(elem_id="agreement")
+        heatmaps = why.heatmap_panel()
         chat = gr.Chatbot(label="Explainer", height=560, elem_id="chat",
                           placeholder="Solve an analogy and the explanation appears here. Then ask away.")
         with gr.Row():
@@ -193,18 +197,18 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
         panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
                       caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
                       agreement=agreement_md)
-        solve_btn.click(user_facing(releasing_memory(h.solve)), inputs=[*slots, method, layer, exclude, top_k],
-                        outputs=outputs(Solved, report=report_state, history=history_state, **panels, chat=chat,
-                                        report_json=report_code),
-                        api_name="analogy", **MODEL_BOUND)
+        solved = solve_btn.click(user_facing(releasing_memory(h.solve)), inputs=[*slots, method, layer, exclude, top_k],
+                                 outputs=outputs(Solved, report=report_state, history=history_state, **panels,
+                                                 chat=chat, report_json=report_code),
+                                 api_name="analogy", **MODEL_BOUND)
         # the Chatbot is never an input: a history sent by a client could name server files
         ask_event = dict(fn=user_facing(h.ask), inputs=[question, report_state, history_state],
                          outputs=outputs(Asked, chat=chat, history=history_state, report=report_state,
                                          question_box=question, **panels, report_json=report_code, method=method,
                                          layer=layer, exclude=exclude, top_k=top_k),
                          **MODEL_BOUND)
-        ask_btn.click(api_name="ask", **ask_event)
-        question.submit(api_visibility="private", **ask_event)
+        asked = [ask_btn.click(api_name="ask", **ask_event), question.submit(api_visibility="private", **ask_event)]
+        why.wire(h.explorer, report_state, image_why, caption_why, heatmaps, [solved, *asked], **MODEL_BOUND)
 
         upload = api_inputs.uploaded_image
         return {slots[0]: upload, slots[1]: upload, slots[2]: upload,
