@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import default_gallery
-from .agreement import space_agreement
+from .agreement import space_agreement, word_agreement
 from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
 from .captions import caption_external, labels_captions
 from .config import Settings
@@ -27,6 +27,7 @@ from .labels import LabelScore, top_labels
 from .models import Models
 from .models.captioners import resolve_captioner
 from .text_answer import Vocabulary, text_answer, vocabulary
+from .word_space import GalleryWordsCache, WordSpaceReport, word_space
 
 
 @dataclass
@@ -50,6 +51,7 @@ class AnalogyReport:
     text_answer: dict | None = None
     agreement: dict | None = None
     explanation: list[dict] = field(default_factory=list)
+    word_space: WordSpaceReport | None = None  # None where GloVe is not installed
 
     def as_dict(self) -> dict:
         return {
@@ -59,6 +61,7 @@ class AnalogyReport:
             "inputs": [inp.as_dict() for inp in self.inputs],
             "image_space": self.image_space.as_dict(),
             "caption_space": self.caption_space.as_dict() if self.caption_space else None,
+            "word_space": self.word_space.as_dict() if self.word_space else None,
             "text_answer": self.text_answer,
             "agreement": self.agreement,
             "explanation": self.explanation,
@@ -77,6 +80,7 @@ class Explorer:
         self._lock = threading.Lock()
         self._vocabulary: Vocabulary | None = None  # the text answer's, for the gallery's current captions
         self._vocabulary_lock = threading.Lock()
+        self._gallery_words = GalleryWordsCache()  # word space of the current gallery, made once
         self.announcements: list[str] = []  # fallbacks and other things the user must be told
 
     # --- gallery ---------------------------------------------------------------------------------
@@ -142,8 +146,16 @@ class Explorer:
         inputs = prepare_inputs(gallery, self.models, list(refs))
         image = solve_space(gallery, inputs, space_key("image", layer), method, exclude, top_k)
         caption = solve_space(gallery, inputs, "caption", method, exclude, top_k) if gallery.captions else None
-        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info())
+        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info(),
+                               word_space=self.word_space(inputs, method, exclude, top_k))
         return self.explained(report) if explain else report
+
+    def word_space(self, inputs: list[AnalogyInput], method: str, exclude: bool, top_k: int) -> WordSpaceReport:
+        """The question in word space (:func:`pipeline.word_space.word_space`): among the gallery's
+        items' words and over GloVe's first ``Settings.word_vocab_size`` words."""
+        vocabulary = self.models.word_vectors
+        words = self._gallery_words.get(self.require_gallery(), vocabulary)
+        return word_space(words, vocabulary, inputs, method, exclude, top_k, self.settings.word_vocab_size)
 
     def explained(self, report: AnalogyReport) -> AnalogyReport:
         """A copy of ``report`` (its spaces solved) with ``text_answer`` (None without caption space),
@@ -153,13 +165,16 @@ class Explorer:
         return replace(report, explanation=explanation(report.as_dict()))
 
     def agreement(self, report: AnalogyReport) -> dict:
-        """How the report's two spaces compare: :func:`pipeline.agreement.space_agreement`'s dict and
-        its ``summary`` in words (:func:`pipeline.explain.agreement_summary`)."""
+        """How the report's spaces compare: :func:`pipeline.agreement.space_agreement`'s dict (image and
+        caption), its ``summary`` in words (:func:`pipeline.explain.agreement_summary`), and ``word``:
+        word space against both (:func:`pipeline.agreement.word_agreement`)."""
         gallery = self.require_gallery()
         caption_vectors = gallery.vectors("caption") if gallery.captions is not None else None
         measured = space_agreement(report.image_space, report.caption_space, caption_vectors, gallery.labelled)
         caption = report.caption_space.as_dict() if report.caption_space is not None else None
-        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption)}
+        word = report.word_space.space if report.word_space is not None else None
+        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption),
+                "word": word_agreement(report.image_space, report.caption_space, word, gallery.labelled)}
 
     def text_answer(self, inputs: list[AnalogyInput], method: str) -> dict | None:
         """The caption-space query of ``inputs`` answered in words with ``method``

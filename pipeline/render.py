@@ -82,7 +82,7 @@ def analogy_report(report) -> str:
         head.append(f"  {inp.role}: {inp.name}: sees {top}" + (f"; caption \"{inp.caption}\"" if inp.caption else ""))
     body = side_by_side(space_lines(report.image_space, f"IMAGE SPACE ({report.image_space.space})"),
                         space_lines(report.caption_space, "CAPTION SPACE"))
-    tail = []
+    tail = [word_space_text(report.word_space), ""] if getattr(report, "word_space", None) else []
     if report.text_answer:
         tail.append(f"caption space answers in words: \"{report.text_answer['text']}\" ({report.text_answer['score']:.3f})")
     if report.agreement:
@@ -112,4 +112,20 @@ def word_answer(out: dict) -> str:
         if len(i["words"]) != 1 or i["missing"]:
             lines.append(f"{role} \"{i['text']}\": mean of {' + '.join(i['words']) or 'no word'}"
                          + (f"; not in GloVe: {', '.join(i['missing'])}" if i["missing"] else ""))
+    return "\n".join(lines)
+
+
+def word_space_text(word) -> str:
+    """Word space of a report (:class:`pipeline.word_space.WordSpaceReport`) as text: each input's
+    words and their source, the answer among the gallery's items, and the free word analogy."""
+    lines = ["WORD SPACE (GloVe)"]
+    for i in word.inputs:
+        known = " + ".join(i.phrase.words) or "no word in GloVe"
+        lines.append(f"  {i.role}: \"{i.phrase.text}\" ({i.source}): {known}"
+                     + (f"; not in GloVe: {', '.join(i.phrase.missing)}" if i.phrase.missing else ""))
+    if word.space is None:
+        lines.append(f"no word-space answer: {', '.join(word.missing_inputs)} without a word vector")
+        return "\n".join(lines)
+    lines += space_lines(word.space, "among the gallery's items")
+    lines += ["in GloVe's vocabulary:"] + ["  " + line for line in word_answer(word.word_answer).splitlines()]
     return "\n".join(lines)
