@@ -21,6 +21,7 @@ from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
 from .captions import caption_external, labels_captions
 from .config import Settings
 from .explain import agreement_summary, explanation
+from .errors import WordVectorsUnavailable
 from .gallery import BuildStats, Gallery, Progress, build_gallery, space_key
 from .images import load_image
 from .labels import LabelScore, top_labels
@@ -150,10 +151,17 @@ class Explorer:
                                word_space=self.word_space(inputs, method, exclude, top_k))
         return self.explained(report) if explain else report
 
-    def word_space(self, inputs: list[AnalogyInput], method: str, exclude: bool, top_k: int) -> WordSpaceReport:
+    def word_space(self, inputs: list[AnalogyInput], method: str, exclude: bool,
+                   top_k: int) -> WordSpaceReport | None:
         """The question in word space (:func:`pipeline.word_space.word_space`): among the gallery's
-        items' words and over GloVe's first ``Settings.word_vocab_size`` words."""
-        vocabulary = self.models.word_vectors
+        items' words and over GloVe's first ``Settings.word_vocab_size`` words. None, with the reason
+        in ``announcements``, where the GloVe package is not installed."""
+        try:
+            vocabulary = self.models.word_vectors
+        except WordVectorsUnavailable as exc:
+            if str(exc) not in self.announcements:
+                self.announcements.append(str(exc))
+            return None
         words = self._gallery_words.get(self.require_gallery(), vocabulary)
         return word_space(words, vocabulary, inputs, method, exclude, top_k, self.settings.word_vocab_size)
 
