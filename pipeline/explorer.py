@@ -28,6 +28,7 @@ from .labels import LabelScore, top_labels
 from .models import Models
 from .models.captioners import resolve_captioner
 from .text_answer import Vocabulary, text_answer, vocabulary
+from .class_questions import CentroidCache, ClassQuestionReport, ask_classes
 from .word_space import GalleryWordsCache, WordSpaceReport, word_space
 
 
@@ -82,6 +83,7 @@ class Explorer:
         self._vocabulary: Vocabulary | None = None  # the text answer's, for the gallery's current captions
         self._vocabulary_lock = threading.Lock()
         self._gallery_words = GalleryWordsCache()  # word space of the current gallery, made once
+        self._centroids = CentroidCache()  # class centroids of the current gallery, per space
         self.announcements: list[str] = []  # fallbacks and other things the user must be told
 
     # --- gallery ---------------------------------------------------------------------------------
@@ -164,6 +166,20 @@ class Explorer:
             return None
         words = self._gallery_words.get(self.require_gallery(), vocabulary)
         return word_space(words, vocabulary, inputs, method, exclude, top_k, self.settings.word_vocab_size)
+
+    def class_analogy(self, labels: list[str], method: str = "3cosadd", layer: str | None = None,
+                      exclude: bool = True, top_k: int | None = None) -> ClassQuestionReport:
+        """A : B :: C : ? where A, B, C are classes (labels) of the gallery, answered among class
+        centroids and among items in each space (:func:`pipeline.class_questions.ask_classes`)."""
+        gallery = self.require_gallery()
+        try:
+            vocabulary = self.models.word_vectors
+            words = self._gallery_words.get(gallery, vocabulary)
+        except WordVectorsUnavailable:
+            vocabulary = words = None
+        return ask_classes(gallery, self._centroids, labels, method, layer or self.settings.layer, exclude,
+                           top_k or self.settings.top_k, self.gallery_info(), words, vocabulary,
+                           self.settings.word_vocab_size)
 
     def explained(self, report: AnalogyReport) -> AnalogyReport:
         """A copy of ``report`` (its spaces solved) with ``text_answer`` (None without caption space),

@@ -129,3 +129,29 @@ def word_space_text(word) -> str:
     lines += space_lines(word.space, "among the gallery's items")
     lines += ["in GloVe's vocabulary:"] + ["  " + line for line in word_answer(word.word_answer).splitlines()]
     return "\n".join(lines)
+
+
+def class_report(out: dict) -> str:
+    """A question about classes (:meth:`pipeline.class_questions.ClassQuestionReport.as_dict`) as text:
+    per space, the answer among class centroids and among items, with verdicts and the winner without
+    exclusion; then the free word analogy of the labels."""
+    q = out["question"]
+    lines = [f"classes {q['A']} : {q['B']} :: {q['C']} : ?  [{q['method']}{'' if q['exclude'] else ', no exclusion'}]"]
+    for key, title in (("image_space", f"IMAGE SPACE ({q['layer']})"), ("caption_space", "CAPTION SPACE"),
+                       ("word_space", "WORD SPACE (GloVe)")):
+        space = out.get(key)
+        lines += ["", title]
+        if space is None:
+            lines.append("(not available: no vectors for this space or for an input class)")
+            continue
+        for kind, name in (("among_classes", "class"), ("among_items", "item")):
+            answer = space[kind]
+            wo = answer["without_exclusion"]
+            top = ", ".join(f"{hit[name]}{' (' + hit['label'] + ')' if hit.get('label') else ''} {hit['score']:+.3f}"
+                            for hit in answer["top"])
+            lines.append(f"among {kind.split('_')[1]}: {top}")
+            lines.append(f"  without exclusion: {wo[name]} ({'input ' + wo['winner'] if wo['winner'] else 'not an input'}); "
+                         f"verdicts: {', '.join(answer['verdicts'])}")
+    if out.get("word_space") and out["word_space"].get("word_answer"):
+        lines += ["", "in GloVe's vocabulary:"] + ["  " + line for line in word_answer(out["word_space"]["word_answer"]).splitlines()]
+    return "\n".join(lines)
