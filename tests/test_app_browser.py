@@ -71,6 +71,11 @@ def test_pick_from_gallery_solve_and_read_the_explanation(server, page, tmp_path
         assert page.locator(f"{panel}-head .iae-badge").count() >= 1
     assert "cat/greyscale.jpg" in page.locator("#caption-space-head").inner_text()
     assert "cat" in page.locator("#caption-space .caption-label").first.inner_text()
+    # the third space: word space, with the word answer and the inputs' words
+    page.wait_for_function("() => document.querySelector('#word-space-head')?.innerText.includes('As a word analogy')")
+    words = page.locator("#word-space-head").inner_text()
+    assert "Word space" in words and "Without exclusion" in words and "(gallery label)" in words
+    assert page.locator("#word-space-head .iae-badge").count() >= 1
 
     page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('What the models see')")
     chat = page.locator("#chat").inner_text()

@@ -151,6 +151,8 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
                 caption_results = gr.Gallery(label="Caption space: top answers", columns=5, height=200,
                                              object_fit="contain", elem_id="caption-space")
                 text_md = gr.Markdown(elem_id="text-answer")
+            with gr.Column():
+                word_head = gr.HTML(elem_id="word-space-head")
         agreement_md = gr.Markdown(elem_id="agreement")
         chat = gr.Chatbot(label="Explainer", height=560, elem_id="chat",
                           placeholder="Solve an analogy and the explanation appears here. Then ask away.")
@@ -165,7 +167,7 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
         # solving, then asking about the answer
         panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
                       caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
-                      agreement=agreement_md)
+                      agreement=agreement_md, word_head=word_head)
         solve_btn.click(user_facing(h.solve), inputs=[*slots, method, layer, exclude, top_k],
                         outputs=outputs(Solved, report=report_state, **panels, chat=chat, report_json=report_code),
                         api_name="analogy", **MODEL_BOUND)
