@@ -407,6 +407,22 @@ def test_analogy_through_gradio_client(client, server):
     assert reply[0][-1]["role"] == "assistant"
 
 
+def test_class_questions_through_gradio_client(client, server):
+    """The photos/classes switch's question: labels in, the three spaces' class answers out, equal to
+    Explorer.class_analogy's; an unknown class is refused."""
+    from gradio_client.exceptions import AppError
+
+    html = client.predict("coffee", "cat", "rocket", "3cosadd", "pooled", True, 3, api_name="/classes")
+    expected = server["explorer"].class_analogy(["coffee", "cat", "rocket"], top_k=3).as_dict()
+    assert "Classes: coffee : cat :: rocket : ?" in html
+    for key, title in (("image_space", "Image space"), ("caption_space", "Caption space"), ("word_space", "Word space")):
+        assert f"<h3>{title}</h3>" in html
+        assert f"<b>Among classes:</b> {expected[key]['among_classes']['class']}" in html
+    assert "As a word analogy:" in html
+    with pytest.raises(AppError, match="unicorn"):  # Gradio's own check of the picker's choices
+        client.predict("coffee", "unicorn", "rocket", "3cosadd", "pooled", True, 3, api_name="/classes")
+
+
 def test_classifier_through_gradio_client(client, server):
     from gradio_client import handle_file
 

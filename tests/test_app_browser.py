@@ -127,3 +127,20 @@ def test_classifier_tab_in_the_browser(server, page):
     page.wait_for_function("() => document.querySelector('#classifier-caption')?.innerText.includes('tabby cat')")
     labels = page.locator("#classifier-labels").inner_text()
     assert "cat" in labels and "%" in labels
+
+
+def test_photos_classes_switch_asks_about_classes_in_three_spaces(server, page):
+    page.goto(server["url"])
+    assert not page.locator("#classes-box").is_visible()
+    page.locator("#question-kind").get_by_text("classes", exact=True).click()
+    page.wait_for_selector("#classes-box", state="visible")
+    for role, label in zip("abc", ("coffee", "cat", "rocket")):
+        box = page.locator(f"#class-{role} input")
+        box.click()
+        box.fill(label)
+        page.keyboard.press("Enter")
+    page.locator("#solve-classes").click()
+    page.wait_for_function("() => document.querySelector('#class-answer')?.innerText.includes('Among classes')")
+    text = page.locator("#class-answer").inner_text()
+    assert "coffee : cat :: rocket" in text
+    assert all(title in text for title in ("Image space", "Caption space", "Word space"))

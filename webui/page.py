@@ -14,8 +14,9 @@ import gradio as gr
 from pipeline.config import LAYERS
 from pipeline.vectors import ALL_METHODS
 
+from . import class_panel
 from . import format as fmt
-from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
+from .handlers import (ROLES, TALK_ANALOGIES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
                        user_facing)
 
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
@@ -140,6 +141,7 @@ def _analogy_tab(h: Handlers, report_state: gr.State, first_ids: list[int], brow
             image.change(functools.partial(h.slot_label, role), inputs=image, outputs=image,
                          api_visibility="private", concurrency_limit=None, queue=False)
 
+        _classes_box(h, method, layer, exclude, top_k)
         question_md = gr.Markdown(elem_id="question")
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -218,3 +220,27 @@ def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> None:
         choice.change(user_facing(h.eval_view), inputs=choice, outputs=shown, api_name="evaluation")
         demo.load(user_facing(h.eval_choices), outputs=choice, api_visibility="private")
         demo.load(user_facing(h.eval_view), outputs=shown, api_visibility="private")
+
+
+def _classes_box(h: Handlers, method, layer, exclude, top_k) -> None:
+    """Questions about classes (a photos/classes switch): A, B, C picked among the gallery's labels,
+    answered by :func:`webui.class_panel.solve_classes` with the tab's method, layer, exclusion and k."""
+    classes = class_panel.gallery_classes(h.gallery)
+    if not classes:
+        return
+    kind = gr.Radio(["photos", "classes"], value="photos", label="Ask about", elem_id="question-kind",
+                    info="classes: each of A, B, C is a label, represented by the centroid of its photos")
+    with gr.Group(visible=False, elem_id="classes-box") as box:
+        with gr.Row():
+            pickers = [gr.Dropdown(classes, value=None, label=f"class {role}", elem_id=f"class-{role.lower()}")
+                       for role in ROLES]
+        solve_classes = gr.Button("Solve A : B :: C : ? for classes", elem_id="solve-classes")
+        examples = class_panel.class_examples(h.gallery, TALK_ANALOGIES)
+        if examples:
+            gr.Examples(examples, inputs=pickers, label="The talk's class questions")
+        answer = gr.HTML(elem_id="class-answer")
+    kind.change(lambda k: gr.update(visible=k == "classes"), inputs=kind, outputs=box,
+                api_visibility="private", queue=False)
+    solve_classes.click(user_facing(functools.partial(class_panel.solve_classes, h.explorer)),
+                        inputs=[*pickers, method, layer, exclude, top_k], outputs=answer, api_name="classes",
+                        **MODEL_BOUND)
