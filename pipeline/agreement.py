@@ -7,6 +7,9 @@ numbers are :func:`pipeline.explain.agreement_summary`) and no models.
 * :func:`knn_intersection` (ids, ids, k) -> (measure, common ids): faiss' ``knn_intersection_measure``.
 * :func:`space_agreement` (image SpaceResult, caption SpaceResult | None, caption vectors, labelled)
   -> dict: same item, same label, top-k overlap, caption similarity of the two answers.
+* :func:`pair_agreement` (SpaceResult | None, SpaceResult | None, labelled) -> dict and
+  :func:`word_agreement` (image, caption, word SpaceResult | None, labelled) -> dict: word space
+  compared with the other two.
 * :func:`repeats_c` (answer caption, C's caption, C's label) -> (what, phrase) | None, and
   :func:`lexical_check` (top Hit | None, C's AnalogyInput) -> the caption-space measurements
   ``repeats_c``, ``repeats_c_what``, ``repeats_c_phrase`` (recorded by ``solve_space``).
@@ -58,6 +61,35 @@ def space_agreement(image_space, caption_space, caption_vectors: np.ndarray | No
     return {"same_item": image_top.id == caption_top.id, "same_label": same_label,
             "top_k_overlap": {"k": k, "measure": rounded(measure), "common_ids": common},
             "caption_similarity": similarity, "image_answer": image_top.id, "caption_answer": caption_top.id}
+
+
+def pair_agreement(first, second, labelled: bool) -> dict | None:
+    """Two spaces' answers compared: ``{"same_item", "same_label", "top_k_overlap": {"k", "measure",
+    "common_ids"}}`` as in :func:`space_agreement`; None when either space is missing or has no answer."""
+    if first is None or second is None or first.top is None or second.top is None:
+        return None
+    same_label = None
+    if labelled and first.top.label and second.top.label:
+        same_label = first.top.label == second.top.label
+    k = min(len(first.results), len(second.results))
+    measure, common = knn_intersection([h.id for h in first.results], [h.id for h in second.results], k)
+    return {"same_item": first.top.id == second.top.id, "same_label": same_label,
+            "top_k_overlap": {"k": k, "measure": rounded(measure), "common_ids": common}}
+
+
+def word_agreement(image_space, caption_space, word_space, labelled: bool) -> dict:
+    """Word space against the other two (items' answers): ``{"image_word": pair, "caption_word": pair,
+    "all_same_item": bool | None, "all_same_label": bool | None}`` (pairs from :func:`pair_agreement`;
+    the "all" fields None unless all three spaces answered)."""
+    image_word = pair_agreement(image_space, word_space, labelled)
+    caption_word = pair_agreement(caption_space, word_space, labelled)
+    both = image_word is not None and caption_word is not None
+    same_label = None
+    if both and image_word["same_label"] is not None and caption_word["same_label"] is not None:
+        same_label = image_word["same_label"] and caption_word["same_label"]
+    return {"image_word": image_word, "caption_word": caption_word,
+            "all_same_item": (image_word["same_item"] and caption_word["same_item"]) if both else None,
+            "all_same_label": same_label}
 
 
 # --- the lexical check --------------------------------------------------------------------------

@@ -177,14 +177,18 @@ def _available_spaces(gallery: Gallery) -> list[str]:
 
 
 def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method: str = "3cosadd",
-                exclude: bool = True, top_k: int = 5, threshold: float | None = None) -> SpaceResult:
-    """Answer the analogy in one space (a key of :data:`pipeline.gallery.SPACES`).
+                exclude: bool = True, top_k: int = 5, threshold: float | None = None,
+                never: np.ndarray | None = None) -> SpaceResult:
+    """Answer the analogy in one space (a key of :data:`pipeline.gallery.SPACES`, or any space of a
+    gallery-like object with ``settings``, ``items``, ``captions``, ``vectors``, ``index`` and
+    ``typical_nn_distance``, e.g. :class:`pipeline.word_space.WordSpaceGallery`).
 
     ``inputs``: A, B, C in :data:`ROLES` order, with a vector for ``space``. ``threshold``: the
     near-duplicate cosine (verdict and exclusion of uploads' near-duplicates); None (the default): the
     gallery's calibrated threshold for the space (:func:`pipeline.thresholds.gallery_calibration`,
-    computed once per gallery). Returns the :class:`SpaceResult` with every measurement the answer
-    and its verdicts rest on.
+    computed once per gallery). ``never``: gallery ids that are never an answer, with or without
+    exclusion (items with no vector in this space); they score -inf. Returns the :class:`SpaceResult`
+    with every measurement the answer and its verdicts rest on.
     """
     if method not in vec.ALL_METHODS:
         raise AnalogyError(f"unknown method {method!r}: choose one of {', '.join(vec.ALL_METHODS)}")
@@ -201,9 +205,13 @@ def solve_space(gallery: Gallery, inputs: list[AnalogyInput], space: str, method
     gram = vec.gram_matrix(a, b, c)
     eps = settings.cosmul_eps
     scores = {m: vec.method_scores(sims, gram, m, eps) for m in dict.fromkeys([method, *vec.BASELINES])}
+    if never is not None and len(never):
+        for values in scores.values():
+            values[_positions(rows, never)] = -np.inf
 
     excluded = _exclusions(inputs, sims, threshold, rows)
     excluded_ids = [e["id"] for e in excluded] if exclude else []
+    excluded_ids += [int(i) for i in never] if never is not None else []
 
     def hits(method_scores: np.ndarray, k: int, skip) -> list[Hit]:
         ids, values = vec.top_k(method_scores, k, exclude=_positions(rows, skip))

@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "wins without exclusion, the baselines and verdicts.")
     _question(analogy, batch=True)
     _explanation_options(analogy)
+    analogy.add_argument("--classes", action="store_true",
+                         help="A, B, C are classes (labels of the gallery's items), each its centroid in every space; "
+                              "answered among class centroids and among items")
     _common(analogy)
 
     explain = commands.add_parser("explain", help="explain an analogy in plain words",
@@ -211,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
     given = [ref for ref in (args.a, args.b, args.c) if ref is not None]
     if batch is not None and given:
         raise SettingsError("give either A B C or --batch FILE, not both")
+    if batch is not None and getattr(args, "classes", False):
+        raise SettingsError("--classes asks one question about classes: give A B C, not --batch")
     if batch is None and len(given) != 3:
         raise SettingsError(f"{args.command} needs three images A B C (gallery ids or paths, or image files)"
                             + (", or --batch FILE" if args.command == "analogy" else ""))
@@ -219,6 +224,10 @@ def run(args: argparse.Namespace) -> int:
     if questions is not None:
         return run_batch(explorer, questions, method=args.method, layer=args.layer, exclude=not args.no_exclude,
                          top_k=args.top_k, show_bar=show_progress())
+    if getattr(args, "classes", False):
+        classes = explorer.class_analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
+                                         exclude=not args.no_exclude, top_k=args.top_k)
+        return emit(args, classes.as_dict(), render.class_report)
     report = explorer.analogy([args.a, args.b, args.c], method=args.method, layer=args.layer,
                               exclude=not args.no_exclude, top_k=args.top_k, expected=args.expected)
     data = report.as_dict()

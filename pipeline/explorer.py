@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from . import default_gallery
-from .agreement import space_agreement
+from .agreement import space_agreement, word_agreement
 from .analogy import AnalogyInput, SpaceResult, prepare_inputs, solve_space
 from .captions import caption_external, labels_captions
 from .config import Settings
 from .errors import AnalogyError
 from .explain import agreement_summary, explanation
+from .errors import WordVectorsUnavailable
 from .gallery import BuildStats, Gallery, Progress, build_gallery, space_key
 from .images import load_image
 from .insight import report_heatmaps, report_insight
@@ -29,6 +30,8 @@ from .labels import LabelScore, top_labels
 from .models import Models
 from .models.captioners import resolve_captioner
 from .text_answer import Vocabulary, text_answer, vocabulary
+from .class_questions import CentroidCache, ClassQuestionReport, ask_classes
+from .word_space import GalleryWordsCache, WordSpaceReport, word_space
 from .thresholds import gallery_calibration
 
 
@@ -59,6 +62,7 @@ class AnalogyReport:
     agreement: dict | None = None
     insight: dict | None = None
     explanation: list[dict] = field(default_factory=list)
+    word_space: WordSpaceReport | None = None  # None where GloVe is not installed
 
     def space_dict(self, key: str) -> dict | None:
         """``image_space`` / ``caption_space`` as JSON, with its insight fields when explained."""
@@ -76,6 +80,7 @@ class AnalogyReport:
             "inputs": [inp.as_dict() for inp in self.inputs],
             "image_space": self.space_dict("image_space"),
             "caption_space": self.space_dict("caption_space"),
+            "word_space": self.word_space.as_dict() if self.word_space else None,
             "text_answer": self.text_answer,
             "agreement": self.agreement,
             "explanation": self.explanation,
@@ -94,6 +99,8 @@ class Explorer:
         self._lock = threading.Lock()
         self._vocabulary: Vocabulary | None = None  # the text answer's, for the gallery's current captions
         self._vocabulary_lock = threading.Lock()
+        self._gallery_words = GalleryWordsCache()  # word space of the current gallery, made once
+        self._centroids = CentroidCache()  # class centroids of the current gallery, per space
         self.announcements: list[str] = []  # fallbacks and other things the user must be told
 
     # --- gallery ---------------------------------------------------------------------------------
@@ -165,7 +172,8 @@ class Explorer:
         inputs = prepare_inputs(gallery, self.models, list(refs))
         image = solve_space(gallery, inputs, space_key("image", layer), method, exclude, top_k)
         caption = solve_space(gallery, inputs, "caption", method, exclude, top_k) if gallery.captions else None
-        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info(), expected_ids)
+        report = AnalogyReport(inputs, method, layer, exclude, top_k, image, caption, self.gallery_info(), expected_ids,
+                               word_space=self.word_space(inputs, method, exclude, top_k))
         return self.explained(report) if explain else report
 
     def expected_ids(self, refs: list | None) -> list[int] | None:
@@ -181,6 +189,34 @@ class Explorer:
                 raise AnalogyError(f"expected answer {ref!r} is not a gallery item: give its id or its path in the gallery")
             ids.append(found)
         return sorted(set(ids))
+
+    def word_space(self, inputs: list[AnalogyInput], method: str, exclude: bool,
+                   top_k: int) -> WordSpaceReport | None:
+        """The question in word space (:func:`pipeline.word_space.word_space`): among the gallery's
+        items' words and over GloVe's first ``Settings.word_vocab_size`` words. None, with the reason
+        in ``announcements``, where the GloVe package is not installed."""
+        try:
+            vocabulary = self.models.word_vectors
+        except WordVectorsUnavailable as exc:
+            if str(exc) not in self.announcements:
+                self.announcements.append(str(exc))
+            return None
+        words = self._gallery_words.get(self.require_gallery(), vocabulary)
+        return word_space(words, vocabulary, inputs, method, exclude, top_k, self.settings.word_vocab_size)
+
+    def class_analogy(self, labels: list[str], method: str = "3cosadd", layer: str | None = None,
+                      exclude: bool = True, top_k: int | None = None) -> ClassQuestionReport:
+        """A : B :: C : ? where A, B, C are classes (labels) of the gallery, answered among class
+        centroids and among items in each space (:func:`pipeline.class_questions.ask_classes`)."""
+        gallery = self.require_gallery()
+        try:
+            vocabulary = self.models.word_vectors
+            words = self._gallery_words.get(gallery, vocabulary)
+        except WordVectorsUnavailable:
+            vocabulary = words = None
+        return ask_classes(gallery, self._centroids, labels, method, layer or self.settings.layer, exclude,
+                           top_k or self.settings.top_k, self.gallery_info(), words, vocabulary,
+                           self.settings.word_vocab_size)
 
     def explained(self, report: AnalogyReport, insight: bool = True) -> AnalogyReport:
         """A copy of ``report`` (its spaces solved) with ``text_answer`` (None without caption space),
@@ -203,13 +239,16 @@ class Explorer:
         return report_heatmaps(self.require_gallery(), self.models, report, self.load)
 
     def agreement(self, report: AnalogyReport) -> dict:
-        """How the report's two spaces compare: :func:`pipeline.agreement.space_agreement`'s dict and
-        its ``summary`` in words (:func:`pipeline.explain.agreement_summary`)."""
+        """How the report's spaces compare: :func:`pipeline.agreement.space_agreement`'s dict (image and
+        caption), its ``summary`` in words (:func:`pipeline.explain.agreement_summary`), and ``word``:
+        word space against both (:func:`pipeline.agreement.word_agreement`)."""
         gallery = self.require_gallery()
         caption_vectors = gallery.vectors("caption") if gallery.captions is not None else None
         measured = space_agreement(report.image_space, report.caption_space, caption_vectors, gallery.labelled)
         caption = report.caption_space.as_dict() if report.caption_space is not None else None
-        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption)}
+        word = report.word_space.space if report.word_space is not None else None
+        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption),
+                "word": word_agreement(report.image_space, report.caption_space, word, gallery.labelled)}
 
     def text_answer(self, inputs: list[AnalogyInput], method: str) -> dict | None:
         """The caption-space query of ``inputs`` answered in words with ``method``

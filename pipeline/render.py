@@ -90,7 +90,7 @@ def analogy_report(report) -> str:
     body = side_by_side(space_lines(report.image_space, f"IMAGE SPACE ({report.image_space.space})")
                         + why_lines(report.space_dict("image_space")),
                         space_lines(report.caption_space, "CAPTION SPACE") + why_lines(report.space_dict("caption_space")))
-    tail = []
+    tail = [word_space_text(report.word_space), ""] if report.word_space else []
     if report.text_answer:
         tail.append(f"caption space answers in words: \"{report.text_answer['text']}\" ({report.text_answer['score']:.3f})")
     if report.agreement:
@@ -128,3 +128,45 @@ def with_figures(text: str, figures: dict[str, str] | None) -> str:
     if not figures:
         return text
     return text + "\n\nfigures:\n" + "\n".join(f"  {name}: {path}" for name, path in figures.items())
+
+
+def word_space_text(word) -> str:
+    """Word space of a report (:class:`pipeline.word_space.WordSpaceReport`) as text: each input's
+    words and their source, the answer among the gallery's items, and the free word analogy."""
+    lines = ["WORD SPACE (GloVe)"]
+    for i in word.inputs:
+        known = " + ".join(i.phrase.words) or "no word in GloVe"
+        lines.append(f"  {i.role}: \"{i.phrase.text}\" ({i.source}): {known}"
+                     + (f"; not in GloVe: {', '.join(i.phrase.missing)}" if i.phrase.missing else ""))
+    if word.space is None:
+        lines.append(f"no word-space answer: {', '.join(word.missing_inputs)} without a word vector")
+        return "\n".join(lines)
+    lines += space_lines(word.space, "among the gallery's items")
+    lines += ["in GloVe's vocabulary:"] + ["  " + line for line in word_answer(word.word_answer).splitlines()]
+    return "\n".join(lines)
+
+
+def class_report(out: dict) -> str:
+    """A question about classes (:meth:`pipeline.class_questions.ClassQuestionReport.as_dict`) as text:
+    per space, the answer among class centroids and among items, with verdicts and the winner without
+    exclusion; then the free word analogy of the labels."""
+    q = out["question"]
+    lines = [f"classes {q['A']} : {q['B']} :: {q['C']} : ?  [{q['method']}{'' if q['exclude'] else ', no exclusion'}]"]
+    for key, title in (("image_space", f"IMAGE SPACE ({q['layer']})"), ("caption_space", "CAPTION SPACE"),
+                       ("word_space", "WORD SPACE (GloVe)")):
+        space = out.get(key)
+        lines += ["", title]
+        if space is None:
+            lines.append("(not available: no vectors for this space or for an input class)")
+            continue
+        for kind, name in (("among_classes", "class"), ("among_items", "item")):
+            answer = space[kind]
+            wo = answer["without_exclusion"]
+            top = ", ".join(f"{hit[name]}{' (' + hit['label'] + ')' if hit.get('label') else ''} {hit['score']:+.3f}"
+                            for hit in answer["top"])
+            lines.append(f"among {kind.split('_')[1]}: {top}")
+            lines.append(f"  without exclusion: {wo[name]} ({'input ' + wo['winner'] if wo['winner'] else 'not an input'}); "
+                         f"verdicts: {', '.join(answer['verdicts'])}")
+    if out.get("word_space") and out["word_space"].get("word_answer"):
+        lines += ["", "in GloVe's vocabulary:"] + ["  " + line for line in word_answer(out["word_space"]["word_answer"]).splitlines()]
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ numbers. Shared by test_explain, test_agreement, test_text_answer and test_chat.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from pipeline.config import Settings
 from pipeline.explain import fmt, templates
 from pipeline.explorer import AnalogyReport, Explorer
 from pipeline.gallery import Captions, Gallery, GalleryItem
+from pipeline.models import Models
 from pipeline.models.captioners import LabelsCaptioner
 from pipeline.models.head import ClassifierHead
 
@@ -37,11 +39,19 @@ class FakeModels:
     Text vectors come from a hash of the text. The real MiniLM is used by the captioned-gallery test
     and the imagen test below."""
 
-    def __init__(self, dim: int = DIM):
+    classifier_name = "synthetic-convnet"
+
+    def __init__(self, dim: int = DIM, word_cache: Path | None = None):
         self.dim = dim
         self.labels_captioner = LabelsCaptioner()
         self.classifier = SimpleNamespace(name="synthetic-convnet")
         self.embedded = 0
+        self.word_cache = word_cache
+
+    @property
+    def word_vectors(self):
+        """The real GloVe vectors (word space needs no stand-in), loaded once per session."""
+        return _real_word_vectors(str(self.word_cache))
 
     def classifier_head(self):
         """A seeded random last layer (1000 x DIM) for the synthetic pooled space, so that its offsets
@@ -57,6 +67,11 @@ class FakeModels:
             v = np.random.default_rng(seed).normal(size=self.dim)
             rows.append(v / np.linalg.norm(v))
         return np.asarray(rows, np.float32)
+
+
+@lru_cache(maxsize=1)
+def _real_word_vectors(cache_dir: str):
+    return Models(Settings(cache_dir=Path(cache_dir))).word_vectors
 
 
 def distractors(n: int = 8, seed: int = 0) -> list[np.ndarray]:
@@ -87,7 +102,7 @@ def make_explorer(tmp_path: Path, vectors: list[np.ndarray], texts: list[str] | 
     texts = texts or [f"caption {i}" for i in range(n)]
     gallery.captions = Captions(texts, ["file"] * n, pooled.copy() if caption_vectors is None else caption_vectors,
                                 "synthetic-text")
-    explorer = Explorer(settings, models=FakeModels())
+    explorer = Explorer(settings, models=FakeModels(word_cache=tmp_path.parent / "glove-words"))
     explorer.gallery = gallery
     return explorer
 

@@ -474,7 +474,9 @@ def test_analogy_through_gradio_client(client, server):
     root = server["explorer"].gallery.root
     out = client.predict(*(handle_file(str(root / p)) for p in EXAMPLES[0]), "3cosadd", "pooled", True, 5,
                          api_name="/analogy")
-    question, image_head, image_gallery, caption_head, caption_gallery, text_answer, agreement, chat, report = out
+    question, image_head, image_gallery, caption_head, caption_gallery, text_answer, agreement, word_head, chat, \
+        report = out
+    assert "As a word analogy" in word_head and "(gallery label)" in word_head
     assert question.startswith("### coffee/original.jpg : coffee/greyscale.jpg :: cat/original.jpg : ?")
     assert "Without exclusion it would have been" in image_head and "iae-badge" in image_head
     assert len(image_gallery) == 5 and len(caption_gallery) == 5
@@ -487,9 +489,26 @@ def test_analogy_through_gradio_client(client, server):
     data = json.loads(report)
     assert [i["id"] for i in data["inputs"]] == [server["explorer"].gallery.find(p) for p in EXAMPLES[0]]
     assert data["caption_space"]["results"][0]["path"] == "cat/greyscale.jpg"
+    assert data["word_space"]["word_answer"]["word"] in word_head
     # the same session then asks a follow-up about that report
     reply = client.predict("why?", api_name="/ask")
     assert reply[0][-1]["role"] == "assistant"
+
+
+def test_class_questions_through_gradio_client(client, server):
+    """The photos/classes switch's question: labels in, the three spaces' class answers out, equal to
+    Explorer.class_analogy's; an unknown class is refused."""
+    from gradio_client.exceptions import AppError
+
+    html = client.predict("coffee", "cat", "rocket", "3cosadd", "pooled", True, 3, api_name="/classes")
+    expected = server["explorer"].class_analogy(["coffee", "cat", "rocket"], top_k=3).as_dict()
+    assert "Classes: coffee : cat :: rocket : ?" in html
+    for key, title in (("image_space", "Image space"), ("caption_space", "Caption space"), ("word_space", "Word space")):
+        assert f"<h3>{title}</h3>" in html
+        assert f"<b>Among classes:</b> {expected[key]['among_classes']['class']}" in html
+    assert "As a word analogy:" in html
+    with pytest.raises(AppError, match="unicorn"):  # Gradio's own check of the picker's choices
+        client.predict("coffee", "unicorn", "rocket", "3cosadd", "pooled", True, 3, api_name="/classes")
 
 
 def test_classifier_through_gradio_client(client, server):

@@ -75,6 +75,11 @@ def test_pick_from_gallery_solve_and_read_the_explanation(server, page, tmp_path
         assert page.locator(f"{panel}-head .iae-badge").count() >= 1
     assert "cat/greyscale.jpg" in page.locator("#caption-space-head").inner_text()
     assert "cat" in page.locator("#caption-space .caption-label").first.inner_text()
+    # the third space: word space, with the word answer and the inputs' words
+    page.wait_for_function("() => document.querySelector('#word-space-head')?.innerText.includes('As a word analogy')")
+    words = page.locator("#word-space-head").inner_text()
+    assert "Word space" in words and "Without exclusion" in words and "(gallery label)" in words
+    assert page.locator("#word-space-head .iae-badge").count() >= 1
 
     page.wait_for_function("() => document.querySelector('#chat')?.innerText.includes('What the models see')")
     chat = page.locator("#chat").inner_text()
@@ -158,3 +163,20 @@ def test_classifier_tab_in_the_browser(server, page):
     page.wait_for_function("() => document.querySelector('#classifier-caption')?.innerText.includes('tabby cat')")
     labels = page.locator("#classifier-labels").inner_text()
     assert "cat" in labels and "%" in labels
+
+
+def test_photos_classes_switch_asks_about_classes_in_three_spaces(server, page):
+    page.goto(server["url"])
+    assert not page.locator("#classes-box").is_visible()
+    page.locator("#question-kind").get_by_text("classes", exact=True).click()
+    page.wait_for_selector("#classes-box", state="visible")
+    for role, label in zip("abc", ("coffee", "cat", "rocket")):
+        box = page.locator(f"#class-{role} input")
+        box.click()
+        box.fill(label)
+        page.keyboard.press("Enter")
+    page.locator("#solve-classes").click()
+    page.wait_for_function("() => document.querySelector('#class-answer')?.innerText.includes('Among classes')")
+    text = page.locator("#class-answer").inner_text()
+    assert "coffee : cat :: rocket" in text
+    assert all(title in text for title in ("Image space", "Caption space", "Word space"))

@@ -33,6 +33,7 @@ from pipeline.web_copies import PREVIEW_SIZE, WebCopies, figure_copy
 
 from . import api_inputs
 from . import format as fmt
+from .word_panel import word_space_html
 
 log = logging.getLogger("iae.app")
 
@@ -126,6 +127,7 @@ class Panels(NamedTuple):
     caption_gallery: list
     text_answer: str  # Markdown
     agreement: str  # Markdown
+    word_head: str  # HTML: word space (webui.word_panel)
 
 
 class Solved(NamedTuple):
@@ -138,6 +140,7 @@ class Solved(NamedTuple):
     caption_gallery: list
     text_answer: str
     agreement: str
+    word_head: str
     chat: list  # the explanation, as chat messages
     report_json: str
 
@@ -156,6 +159,7 @@ class Asked(NamedTuple):
     caption_gallery: Any
     text_answer: Any
     agreement: Any
+    word_head: Any
     report_json: Any
     method: Any
     layer: Any
@@ -338,7 +342,8 @@ class Handlers:
                       image_gallery=gallery_value(report.image_space),
                       caption_head=fmt.space_html(report.caption_space, "Caption space"),
                       caption_gallery=gallery_value(report.caption_space),
-                      text_answer=fmt.text_answer_markdown(report), agreement=fmt.agreement_markdown(report))
+                      text_answer=fmt.text_answer_markdown(report), agreement=fmt.agreement_markdown(report),
+                      word_head=word_space_html(report))
 
     def ask(self, question: str, report, history: list) -> Asked:
         """A follow-up ``question`` about ``report``, answered by the explainer's chat. ``history`` is the

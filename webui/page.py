@@ -19,11 +19,11 @@ from pipeline.intents import MAX_QUESTION_CHARS
 from pipeline.reports import eval_reports
 from pipeline.vectors import ALL_METHODS
 
-from . import api_inputs
+from . import api_inputs, class_panel
 from . import format as fmt
 from . import why
-from .handlers import (ROLES, Asked, Classified, EvalView, Filtered, Handlers, Picked, PickedForClassifier, Solved,
-                       releasing_memory, user_facing)
+from .handlers import (ROLES, TALK_ANALOGIES, Asked, Classified, EvalView, Filtered, Handlers, Picked,
+                       PickedForClassifier, Solved, releasing_memory, user_facing)
 
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
 MODEL_CONCURRENCY = 2  # the machine's cores do the work; more parallel requests only queue inside
@@ -168,6 +168,7 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
             image.change(functools.partial(h.slot_label, role), inputs=image, outputs=image,
                          api_visibility="private", concurrency_limit=None, queue=False)
 
+        _classes_box(h, method, layer, exclude, top_k)
         question_md = gr.Markdown(elem_id="question")
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -181,6 +182,8 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
                                              object_fit="contain", elem_id="caption-space")
                 text_md = gr.Markdown(elem_id="text-answer")
                 caption_why = why.space_panel("caption")
+            with gr.Column():
+                word_head = gr.HTML(elem_id="word-space-head")
         agreement_md = gr.Markdown(elem_id="agreement")
         heatmaps = why.heatmap_panel()
         chat = gr.Chatbot(label="Explainer", height=560, elem_id="chat",
@@ -196,7 +199,7 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
         # solving, then asking about the answer
         panels = dict(question=question_md, image_head=image_head, image_gallery=image_results,
                       caption_head=caption_head, caption_gallery=caption_results, text_answer=text_md,
-                      agreement=agreement_md)
+                      agreement=agreement_md, word_head=word_head)
         solved = solve_btn.click(user_facing(releasing_memory(h.solve)), inputs=[*slots, method, layer, exclude, top_k],
                                  outputs=outputs(Solved, report=report_state, history=history_state, **panels,
                                                  chat=chat, report_json=report_code),
@@ -263,3 +266,26 @@ def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> Checks:
             return api_inputs.report_name(value, name, names=[p.name for p in eval_reports(h.eval_dir)])
 
         return {choice: report_name}
+
+def _classes_box(h: Handlers, method, layer, exclude, top_k) -> None:
+    """Questions about classes (a photos/classes switch): A, B, C picked among the gallery's labels,
+    answered by :func:`webui.class_panel.solve_classes` with the tab's method, layer, exclusion and k."""
+    classes = class_panel.gallery_classes(h.gallery)
+    if not classes:
+        return
+    kind = gr.Radio(["photos", "classes"], value="photos", label="Ask about", elem_id="question-kind",
+                    info="classes: each of A, B, C is a label, represented by the centroid of its photos")
+    with gr.Group(visible=False, elem_id="classes-box") as box:
+        with gr.Row():
+            pickers = [gr.Dropdown(classes, value=None, label=f"class {role}", elem_id=f"class-{role.lower()}")
+                       for role in ROLES]
+        solve_classes = gr.Button("Solve A : B :: C : ? for classes", elem_id="solve-classes")
+        examples = class_panel.class_examples(h.gallery, TALK_ANALOGIES)
+        if examples:
+            gr.Examples(examples, inputs=pickers, label="The talk's class questions")
+        answer = gr.HTML(elem_id="class-answer")
+    kind.change(lambda k: gr.update(visible=k == "classes"), inputs=kind, outputs=box,
+                api_visibility="private", queue=False)
+    solve_classes.click(user_facing(functools.partial(class_panel.solve_classes, h.explorer)),
+                        inputs=[*pickers, method, layer, exclude, top_k], outputs=answer, api_name="classes",
+                        **MODEL_BOUND)

@@ -1,0 +1,43 @@
+"""The Analogy tab's third column: word space (GloVe) beside image space and caption space.
+
+:func:`word_space_html` shows a report's ``word_space`` (:class:`pipeline.word_space.WordSpaceReport`):
+the free word analogy's answer, its top k and what would win without exclusion, each input's words and
+where they came from, and the answer among the gallery's items (the other columns' layout, from
+:func:`webui.format.space_html`).
+"""
+from __future__ import annotations
+
+from html import escape as esc
+
+from . import format as fmt
+
+TITLE = "Word space"
+SOURCES = {"label": "gallery label", "classifier": "classifier's top label"}
+
+
+def word_space_html(report) -> str:
+    """HTML of a report's word space (``report.word_space`` may be None: GloVe not installed)."""
+    word = getattr(report, "word_space", None)
+    if word is None:
+        return f"<h3>{TITLE}</h3><p>Word vectors are not available here (the GloVe package is not installed).</p>"
+    lines = [f'<h3>{TITLE} <small>(GloVe 6B 50-d)</small></h3>', '<div class="iae-words">']
+    for i in word.inputs:
+        known = " + ".join(i.phrase.words) or "no word GloVe knows"
+        missing = f"; not in GloVe: {esc(', '.join(i.phrase.missing))}" if i.phrase.missing else ""
+        lines.append(f"<div><b>{i.role}</b> “{esc(i.phrase.text)}” ({SOURCES.get(i.source, i.source)}): "
+                     f"{esc(known)}{missing}</div>")
+    lines.append("</div>")
+    if word.space is None:
+        lines.append(f"<p>No word-space answer: {', '.join(word.missing_inputs)} has no word vector.</p>")
+        return "\n".join(lines)
+    answer = word.word_answer
+    wo = answer["without_exclusion"]
+    top = ", ".join(f"{esc(t['word'])} {t['score']:.3f}" for t in answer["top"])
+    who = f"input {wo['winner']}" if wo["winner"] else "not an input"
+    lines.append(f'<div class="iae-word-answer"><b>As a word analogy:</b> {esc(answer["word"] or "-")} '
+                 f'(score {answer["score"]:.3f}, among the {answer["vocab_size"]:,} most frequent words)</div>')
+    lines.append(f'<div style="font-size:0.85em">top {len(answer["top"])}: {top}</div>')
+    lines.append(f'<div class="iae-word-without" style="font-size:0.85em">without exclusion: {esc(wo["word"])} '
+                 f'({who})</div>')
+    lines.append(fmt.space_html(word.space, "Among the gallery's items"))
+    return "\n".join(lines)
