@@ -21,6 +21,7 @@ from .analogy import AnalogyInput, SpaceResult, solve_space
 from .gallery import Gallery
 from .index import VectorIndex
 from .labels import imagenet_classes
+from .thresholds import threshold_for_distance
 from .words import ItemWordVectors, Phrase, WordVectors, item_word_vectors, item_words, phrase, word_analogy
 
 #: The space key of word space in reports and in :class:`WordSpaceGallery`.
@@ -39,6 +40,7 @@ class GalleryWords:
     index: VectorIndex
     never: np.ndarray
     typical_nn_distance: float
+    near_duplicate_threshold: float
 
 
 def gallery_words(gallery: Gallery, words: WordVectors) -> GalleryWords:
@@ -49,8 +51,10 @@ def gallery_words(gallery: Gallery, words: WordVectors) -> GalleryWords:
     items = item_word_vectors(words, [item.label for item in gallery.items], top1)
     distinct = np.unique(items.vectors[items.has_vector], axis=0)
     typical = vec.typical_nn_distance(distinct) if len(distinct) >= 2 else 0.0
+    # items sharing a label share a word vector, so the rule reads the distinct vectors' typical distance
     return GalleryWords(gallery, items, VectorIndex.build(items.vectors, kind="flat"),
-                        np.flatnonzero(~items.has_vector).astype(np.int64), float(typical))
+                        np.flatnonzero(~items.has_vector).astype(np.int64), float(typical),
+                        threshold_for_distance(float(typical)))
 
 
 class GalleryWordsCache:
@@ -148,7 +152,7 @@ def word_space(words: GalleryWords, vocabulary: WordVectors, inputs: list[Analog
         return WordSpaceReport(None, None, own, missing)
     with_words = [_with_word_vector(inp, w.phrase.vector) for inp, w in zip(inputs, own)]
     space = solve_space(WordSpaceGallery(words), with_words, WORD_SPACE, method, exclude, top_k,  # type: ignore[arg-type]
-                        never=words.never)
+                        threshold=words.near_duplicate_threshold, never=words.never)
     answer = word_analogy(vocabulary, *(w.phrase for w in own), method=method, vocab_size=vocab_size,
                           exclude=exclude, top_k=top_k, eps=words.gallery.settings.cosmul_eps)
     return WordSpaceReport(space, answer.as_dict(), own, [])
