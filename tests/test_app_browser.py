@@ -88,6 +88,7 @@ def test_pick_from_gallery_solve_and_read_the_explanation(server, page, tmp_path
 
     # why, next to each space: the offset named, right or wrong, the calibrated threshold, the geometry picture
     for space in ("image", "caption"):
+        page.locator(f"#{space}-space-geometry").scroll_into_view_if_needed()  # the picture loads lazily, as a reader scrolls
         page.wait_for_selector(f"#{space}-space-geometry img")
         why = page.locator(f"#{space}-space-why").inner_text()
         assert "B - A asks for" in why and f"Near-duplicate threshold in {space} space" in why
