@@ -341,6 +341,6 @@ def test_describe():
 
 def test_constants():
     assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-    assert images.IMAGE_SUFFIXES == {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+    assert set(images.IMAGE_SUFFIXES) == {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
     assert images.DEFAULT_MAX_PIXELS == 40_000_000
     assert images.DEFAULT_MAX_BYTES == 25 * 1024 * 1024

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import offsets
 from pipeline import vectors as vec
+from pipeline.images import file_sha256
 from pipeline.models.convnet import reference_photos
 from pipeline.models.head import efficientnet_head
 
@@ -59,7 +60,7 @@ def test_damaged_head_cache_is_rewritten(tmp_path):
     head_module._cache.clear()
     again = efficientnet_head("efficientnet-lite0", tmp_path)
     np.testing.assert_array_equal(again.weight, first.weight)
-    assert head_module.file_sha256(path) == head_module.read_json(path.with_suffix(".json"))["sha256"]
+    assert file_sha256(path) == head_module.read_json(path.with_suffix(".json"))["sha256"]
 
 
 # --- ranking terms ---------------------------------------------------------------------------------
