@@ -176,7 +176,7 @@ def test_space_measurements_are_kept_per_identity_and_damage_is_ignored(tmp_path
 def test_a_reopened_gallery_measures_nothing_again(fresh_build, monkeypatch):
     """The typical neighbour distance and the calibrations come back from the store, equal."""
     from pipeline import space_stats
-    from pipeline.insight import near_duplicate_threshold
+    from pipeline.thresholds import gallery_calibration
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     explorer = Explorer(Settings(cache_dir=fresh_build["cache"], device="cpu"))
@@ -185,7 +185,7 @@ def test_a_reopened_gallery_measures_nothing_again(fresh_build, monkeypatch):
     store = store_dir_for(fresh_build["root"], explorer.settings)
     stamp = (store / STATS_FILE).stat().st_mtime_ns
     distance = gallery.typical_nn_distance("image:pooled")
-    calibration = near_duplicate_threshold(gallery, "caption")
+    calibration = gallery_calibration(gallery, "caption")
     assert (store / STATS_FILE).stat().st_mtime_ns == stamp  # read, not measured and written
     distinct = np.unique(gallery.vectors("image:pooled"), axis=0)
     from pipeline import vectors as vec
