@@ -23,15 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-import gradio as gr
-
 from pipeline.cli import tqdm_progress
 from pipeline.config import Settings
 from pipeline.errors import error_line, guarded
 from pipeline.explorer import Explorer
 from pipeline.prepare import prepare_questions
 from pipeline.reports import DEFAULT_EVAL_DIR
-from webui import Handlers, build_demo, http_guards
+from webui import THEME, Handlers, build_demo, http_guards
 from webui.format import CSS
 
 log = logging.getLogger("iae.app")
@@ -71,7 +69,7 @@ def launch_options(handlers: Handlers) -> dict:
     blocked = [] if any(Path(folder).is_relative_to(root) for folder in allowed) else [str(root)]
     return {"max_file_size": handlers.explorer.settings.max_file_bytes, "allowed_paths": allowed,
             "blocked_paths": blocked, "app_kwargs": http_guards.app_kwargs(), "css": CSS, "show_error": False,
-            "theme": gr.themes.Soft()}
+            "theme": THEME}
 
 
 def warm_up(explorer: Explorer, progress=None) -> None:

@@ -121,6 +121,8 @@ class WebCopies:
     def prepare(self, ids: list[int], progress: Callable[[int, int, str], None] | None = None) -> list:
         """Copies of ``ids`` (made where missing, two at a time), in order; ``progress(done, total,
         "thumbnails")`` every 50 copies and at the end."""
+        if self._checked.issuperset(ids):  # all checked by this process already: nothing to read or make
+            return [self.path(item_id) for item_id in ids]
         out: list = []
         with ThreadPoolExecutor(max_workers=2) as pool:
             for n, copy in enumerate(pool.map(self.path, ids), 1):

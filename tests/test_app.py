@@ -60,10 +60,38 @@ def test_importing_app_loads_no_model():
             "from pathlib import Path\n"
             "assert not Path(app.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside app.py'\n"
             "import webui.page\n"
-            "assert not Path(webui.page.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside page.py'\n")
+            "assert not Path(webui.page.__file__).with_suffix('.pyi').exists(), 'Gradio wrote a stub beside page.py'\n"
+            "from webui.gradio_stubs import stub_writing_stopped\n"
+            "assert stub_writing_stopped(), 'app imported Gradio before webui stopped its stub writing'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_gradio_writes_stubs_beside_component_subclasses_unless_stopped(tmp_path, stopped):
+    """Gradio's component metaclass writes ``<module>.pyi`` beside any module that subclasses a component
+    (the premise of :mod:`webui.gradio_stubs`); after ``stop_stub_writing`` (before or after Gradio is
+    imported) it writes nothing, and the subclass still works."""
+    (tmp_path / "my_component.py").write_text("import gradio as gr\n\n\nclass MyImage(gr.Image):\n    pass\n")
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\n"
+            + ("from webui.gradio_stubs import stop_stub_writing\nstop_stub_writing()\n" if stopped else "")
+            + "import my_component\n"
+            "print(my_component.MyImage(label='x').label)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "x"
+    assert (tmp_path / "my_component.pyi").exists() is not stopped
+
+
+def test_stop_stub_writing_after_gradio_is_imported():
+    from webui.gradio_stubs import stop_stub_writing, stub_writing_stopped
+
+    stop_stub_writing()  # Gradio is imported in this process: the function is replaced in place
+    stop_stub_writing()
+    assert stub_writing_stopped()
 
 
 def test_gradio_pin_matches_installed_and_is_recent():
@@ -290,7 +318,7 @@ def test_memory_is_given_back_through_glibc():
     threads stays with the process: tests/test_app_reliability.py measures it on the real server)."""
     import platform
 
-    from webui import handlers as module
+    from webui import memory as module
 
     if platform.libc_ver()[0] == "glibc":
         assert module._LIBC is not None and module._LIBC.malloc_trim(0) in (0, 1)
@@ -365,6 +393,15 @@ def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explore
     assert picked.image == handlers.preview(6) and len(picked.labels) == 5
     with pytest.raises(gr.Error, match="Upload an image"):
         handlers.classify(None)
+
+
+def test_classifier_browse_panel_is_filled_when_its_tab_is_first_opened(handlers):
+    first = handlers.classifier_browse([])
+    assert first.browse_ids == handlers.browse_ids("") and len(first.browse) == len(handlers.gallery)
+    assert [caption for _, caption in first.browse] == [handlers.item_caption(i) for i in first.browse_ids]
+    assert all(Path(copy).is_file() for copy, _ in first.browse)
+    again = handlers.classifier_browse(first.browse_ids)  # opened again in the same session: nothing is sent
+    assert tuple(again) == (gr.skip(), gr.skip())
 
 
 def test_follow_up_chat(handlers, default_explorer):

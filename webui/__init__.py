@@ -3,12 +3,17 @@
 - :mod:`webui.page`: :func:`build_demo`, the three tabs, each with its events wired beside its components;
 - :mod:`webui.handlers`: :class:`Handlers`, what the events call (validate, call the Explorer, format),
   each returning a named result; :func:`user_facing`, the handlers' error guard;
-- :mod:`webui.format`: HTML and Markdown from the pipeline's reports.
+- :mod:`webui.format`: HTML and Markdown from the pipeline's reports;
+- :mod:`webui.gradio_stubs`: Gradio imported without rewriting its type stubs (half of its import time).
 
-Importing this package loads no model.
+Importing this package loads no model. It imports Gradio, after :func:`webui.gradio_stubs.stop_stub_writing`.
 """
-from .handlers import GENERIC_ERROR, Handlers, user_facing
-from .page import CONCURRENCY_ID, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, build_demo
+from .gradio_stubs import stop_stub_writing
 
-__all__ = ["CONCURRENCY_ID", "GENERIC_ERROR", "Handlers", "MODEL_CONCURRENCY", "QUEUE_MAX_SIZE", "build_demo",
+stop_stub_writing()  # before anything below imports Gradio
+
+from .handlers import GENERIC_ERROR, Handlers, user_facing
+from .page import CONCURRENCY_ID, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, THEME, build_demo
+
+__all__ = ["CONCURRENCY_ID", "GENERIC_ERROR", "Handlers", "MODEL_CONCURRENCY", "QUEUE_MAX_SIZE", "THEME", "build_demo",
            "user_facing"]

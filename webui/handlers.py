@@ -9,12 +9,10 @@ else into a generic message (the traceback is logged).
 The inputs of every event are checked before Gradio touches them (:mod:`webui.api_inputs`, installed by
 :func:`webui.page.build_demo`); the handlers run the same checks again, so that a direct call (a test,
 another event) meets the same limits in the same words. Large decoded images are released when a
-handler that may decode uploads returns (:func:`release_memory`).
+handler that may decode uploads returns (:func:`webui.memory.releasing_memory`, wrapped by the page).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import logging
 from pathlib import Path
@@ -80,41 +78,6 @@ def _log_refusal(fn: Callable, message) -> None:
     log.warning("refused %s: %s", fn.__name__, text)
 
 
-def release_memory() -> None:
-    """Give the memory freed by large decoded images back to the system: glibc keeps what worker
-    threads free in their arenas (a burst of 40 MP photos left the process 1.3 GB larger while idle),
-    so ask it to return it (``malloc_trim(0)``: about a millisecond, without the interpreter lock).
-    No ``gc.collect()``: a full collection takes about 0.5 s here, holding the lock. No-op without glibc."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return libc
-
-
-_LIBC = _glibc()
-
-
-def releasing_memory(fn: Callable) -> Callable:
-    """``fn``, followed by :func:`release_memory` however it ends (for the handlers that may decode uploads)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            release_memory()
-
-    return wrapper
-
-
 # --- named results: the fields name the components an event updates, in the order it updates them ---
 
 
@@ -177,6 +140,11 @@ class Filtered(NamedTuple):
     browse: list  # [(web copy, caption)]
     browse_ids: list[int]  # the gallery ids shown, in order (session state)
     browse_info: str
+
+
+class BrowsePanel(NamedTuple):
+    browse: Any  # [(web copy, caption)], or gr.skip() when the panel is already filled
+    browse_ids: Any  # the gallery ids shown, in order (session state), or gr.skip()
 
 
 class Picked(NamedTuple):
@@ -295,6 +263,14 @@ class Handlers:
         if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 <= item_id < len(self.gallery):
             raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
         return item_id
+
+    def classifier_browse(self, shown_ids: list[int]) -> BrowsePanel:
+        """The classifier tab's browse panel, filled the first time a session opens the tab (the page
+        starts with it empty: two panels of up to 1,000 thumbnails were a third of building the page)."""
+        if shown_ids:
+            return BrowsePanel(gr.skip(), gr.skip())
+        ids = self.browse_ids("")
+        return BrowsePanel(self.browse_value(ids), ids)
 
     def pick_for_classifier(self, ids: list[int], evt: gr.SelectData) -> PickedForClassifier:
         """A click on the classifier tab's browse panel: show the item and what the classifier sees."""

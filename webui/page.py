@@ -9,7 +9,6 @@ state: the Chatbot is an output only, and ``/ask`` takes the new question alone.
 from __future__ import annotations
 
 import functools
-from abc import ABCMeta
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -22,13 +21,15 @@ from pipeline.vectors import ALL_METHODS
 from . import api_inputs, class_panel
 from . import format as fmt
 from . import why
-from .handlers import (ROLES, TALK_ANALOGIES, Asked, Classified, EvalView, Filtered, Handlers, Picked,
-                       PickedForClassifier, Solved, releasing_memory, user_facing)
+from .handlers import (ROLES, TALK_ANALOGIES, Asked, BrowsePanel, Classified, EvalView, Filtered, Handlers, Picked,
+                       PickedForClassifier, Solved, user_facing)
+from .memory import releasing_memory
 
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
 MODEL_CONCURRENCY = 2  # the machine's cores do the work; more parallel requests only queue inside
 QUEUE_MAX_SIZE = 64
 CACHE_CLEANUP = (3600, 6 * 3600)  # Gradio deletes its copies of uploads hourly, once six hours old
+THEME = gr.themes.Soft()
 
 METHOD_CHOICES = [
     ("3CosAdd: cos(d, b - a + c) (default)", "3cosadd"),
@@ -49,17 +50,7 @@ MODEL_BOUND = {"concurrency_limit": MODEL_CONCURRENCY, "concurrency_id": CONCURR
 Checks = dict[Any, api_inputs.Check]  # input component -> the check of what a caller sends to it
 
 
-class _NoStubComponentMeta(type(gr.Image)):
-    """Gradio's component metaclass writes a ``.pyi`` stub beside every module that subclasses a
-    component (``page.pyi`` here, which would shadow this module for type checkers). The subclass
-    below adds no ``__init__`` and no events, the only other things that metaclass handles, so it is
-    created as a plain class."""
-
-    def __new__(mcs, name, bases, attrs):
-        return ABCMeta.__new__(mcs, name, bases, attrs)
-
-
-class UploadImage(gr.Image, metaclass=_NoStubComponentMeta):
+class UploadImage(gr.Image):
     """``gr.Image`` whose upload is handed to the handler as the uploaded file's path, unopened.
 
     Stock ``gr.Image`` opens every upload with PIL before the handler runs, so a text file named
@@ -80,7 +71,7 @@ class UploadImage(gr.Image, metaclass=_NoStubComponentMeta):
         return super().preprocess(payload)
 
 
-class ResultsGallery(gr.Gallery, metaclass=_NoStubComponentMeta):
+class ResultsGallery(gr.Gallery):
     """``gr.Gallery`` whose API schema (the JSON schema of its data model) is computed once. Gradio
     builds a new instance of an output component for every event that skips it (``gr.skip()``) and
     computes that schema again for it: 6 ms for a gallery on an idle machine, more on a busy one,
@@ -106,6 +97,10 @@ def outputs(result: type[NamedTuple], **components) -> list:
 def build_demo(h: Handlers) -> gr.Blocks:
     """The app's page over ``h`` (its Explorer's gallery is open). Queue on; the events that run a
     model or the pipeline share one concurrency group."""
+    # Thumbnails are named by their content and never change: Gradio serves them where they are instead of
+    # hashing and copying each into its cache (1,000 for imagen at every start). They are only ever shown;
+    # the previews put in the slots are copied as before, since what a slot sends back must be an upload.
+    gr.set_static_paths([h.thumbnails.folder])
     first_ids = h.browse_ids("")
     browse_value = h.browse_value(first_ids)
     with gr.Blocks(title="Image Analogy Explainer", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
@@ -117,7 +112,7 @@ def build_demo(h: Handlers) -> gr.Blocks:
         gr.Markdown(h.info_markdown(), elem_id="gallery-info")
         with gr.Tabs():
             checks = {**_analogy_tab(h, report_state, history_state, first_ids, browse_value),
-                      **_classifier_tab(h, first_ids, browse_value),
+                      **_classifier_tab(h),
                       **_evaluation_tab(h, demo)}
     api_inputs.install(demo, checks)
     demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
@@ -221,8 +216,8 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
                 question: api_inputs.question, browse_filter: api_inputs.filter_text}
 
 
-def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> Checks:
-    with gr.Tab("What the classifier sees", id="classifier"):
+def _classifier_tab(h: Handlers) -> Checks:
+    with gr.Tab("What the classifier sees", id="classifier") as tab:
         gr.Markdown("One label per picture is ImageNet's whole view of the world. Pick or upload any image "
                     "and compare the classifier's top five labels with its caption.")
         with gr.Row(equal_height=False):
@@ -230,13 +225,15 @@ def _classifier_tab(h: Handlers, first_ids: list[int], browse_value: list) -> Ch
                 image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"],
                                     height=300, elem_id="classifier-image")
                 button = gr.Button("What does the classifier see?", variant="primary")
-                ids = gr.State(first_ids)
-                browse = gr.Gallery(browse_value, columns=5, height=300, allow_preview=False,
+                ids = gr.State([])  # filled with the panel when the tab is first opened
+                browse = gr.Gallery(columns=5, height=300, allow_preview=False,
                                     label="Or click a gallery image", object_fit="cover")
             with gr.Column(scale=2):
                 labels = gr.Label(num_top_classes=5, label="Top-5 ImageNet labels", elem_id="classifier-labels")
                 caption = gr.Markdown(elem_id="classifier-caption")
 
+        tab.select(user_facing(h.classifier_browse), inputs=ids, outputs=outputs(BrowsePanel, browse=browse, browse_ids=ids),
+                   api_visibility="private")
         classified = outputs(Classified, labels=labels, caption=caption)
         button.click(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
         image.upload(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_visibility="private",
