@@ -24,10 +24,13 @@ read as questions at all (missing, a folder, no header, unknown columns, not tex
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import multiprocessing
 import os
 import stat
 import sys
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -37,7 +40,9 @@ from tqdm import tqdm
 
 from .config import LAYERS
 from .errors import AnalogyError, BatchFileError, UserError, error_line
+from .explorer import Explorer
 from .insight import judge_answer
+from .ordered import in_order
 from .vectors import ALL_METHODS
 
 COLUMNS = ("a", "b", "c", "method", "layer", "expected")
@@ -50,6 +55,12 @@ JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 EXPECTED_SEPARATOR = ";"
 #: Exit statuses of a batch run (the file itself unreadable: 2, as every command-line error).
 EXIT_ALL_ANSWERED, EXIT_SOME_ROWS_FAILED = 0, 1
+#: Worker processes answering the questions of a long batch (a question is mostly small numpy steps
+#: that hold the interpreter lock: on 2 cores, 2 threads answered only 1.05-1.24x as many as 1).
+ANSWER_PROCESSES = min(4, os.cpu_count() or 1)
+#: A batch of at most this many lines is answered in this process: starting workers (imports, the
+#: gallery opened again) would take longer than its questions.
+IN_PROCESS_LINES = 64
 
 
 @dataclass
@@ -269,33 +280,75 @@ def answer(explorer, question: Question, method: str, layer: str | None, exclude
     return out
 
 
+def answer_line(explorer, row: "Question | BadRow", method: str, layer: str | None, exclude: bool,
+                top_k: int) -> tuple[str, int, str | None]:
+    """(the JSON line of ``row``, its row number, None), or (``{"row", "error"}`` as JSON, the row
+    number, the error) for a bad row or a question that cannot be answered (IAE_DEBUG=1 raises what
+    is not a user error)."""
+    if isinstance(row, Question):
+        try:
+            return json.dumps(answer(explorer, row, method, layer, exclude, top_k)), row.row, None
+        except Exception as exc:  # a row that fails is reported and the run goes on
+            if os.environ.get("IAE_DEBUG") and not isinstance(exc, UserError):
+                raise
+            row = BadRow(row.row, error_line(exc))
+    return json.dumps({"row": row.row, "error": row.error}), row.row, row.error
+
+
+_worker_explorer = None  # a worker process's own Explorer, its gallery open (_open_worker)
+_worker_blas = None  # keeps the worker's BLAS at one thread
+
+
+def _open_worker(settings, gallery_root: Path) -> None:
+    """A worker process's start: its own Explorer on the same cache and gallery (only read: the
+    parent built it), BLAS on one thread."""
+    global _worker_explorer, _worker_blas
+    _worker_blas = threadpool_limits(1, "blas")
+    _worker_explorer = Explorer(settings)
+    _worker_explorer.open_gallery(gallery_root)
+
+
+def _worker_line(row, method: str, layer: str | None, exclude: bool, top_k: int) -> tuple[str, int, str | None]:
+    return answer_line(_worker_explorer, row, method, layer, exclude, top_k)
+
+
+def answering_pool(explorer, lines: int | None, workers: int | None = None):
+    """(executor, its function of a row, how many work at once): ``workers`` (default :data:`ANSWER_PROCESSES`, or 1 for a
+    batch of at most :data:`IN_PROCESS_LINES` lines) spawned worker processes, each opening the
+    gallery of ``explorer`` itself; with one worker, a thread of this process on ``explorer``."""
+    if workers is None:
+        workers = 1 if lines is not None and lines <= IN_PROCESS_LINES else ANSWER_PROCESSES
+    if workers <= 1:
+        return ThreadPoolExecutor(1, thread_name_prefix="answer"), functools.partial(answer_line, explorer), 1
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_open_worker,
+                               initargs=(explorer.settings, explorer.require_gallery().root))
+    return pool, _worker_line, workers
+
+
 def run_batch(explorer, batch: tuple, *, method: str, layer: str | None, exclude: bool, top_k: int,
-              out=None, show_bar: bool = True) -> int:
+              out=None, show_bar: bool = True, workers: int | None = None) -> int:
     """Answer every question of ``batch`` (what :func:`open_batch` returned) with ``explorer`` (its
-    gallery open), one JSON line each on ``out`` (default stdout), a tqdm bar and one line per bad row
-    on stderr. Returns :data:`EXIT_ALL_ANSWERED` or :data:`EXIT_SOME_ROWS_FAILED`."""
+    gallery open), one JSON line each on ``out`` (default stdout), in the file's order, a tqdm bar and
+    one line per bad row on stderr. The questions are answered by :func:`answering_pool` (``workers``
+    processes; default: all cores up to 4, none for a short batch), a few rows ahead of the output.
+    Returns :data:`EXIT_ALL_ANSWERED` or :data:`EXIT_SOME_ROWS_FAILED`."""
     out = out or sys.stdout
     stream, name, json_lines, lines = batch
     failed = answered = 0
+    pool, line_of, workers = answering_pool(explorer, lines, workers)
+    line_of = functools.partial(line_of, method=method, layer=layer, exclude=exclude, top_k=top_k)
     # One BLAS thread: a question's products are small, and on 2 busy cores OpenBLAS's thread pool
     # made each question 3x slower (16 against 47 ms with other work running).
-    with stream, threadpool_limits(1, "blas"), tqdm(total=lines, unit="q", desc="questions", file=sys.stderr, disable=not show_bar,
-                      dynamic_ncols=True) as bar:
-        for row in read_questions(stream, name, json_lines):
-            if isinstance(row, Question):
-                try:
-                    line = answer(explorer, row, method, layer, exclude, top_k)
-                except Exception as exc:  # a row that fails is reported and the run goes on
-                    if os.environ.get("IAE_DEBUG") and not isinstance(exc, UserError):
-                        raise
-                    row = BadRow(row.row, error_line(exc))
-                else:
-                    answered += 1
-            if isinstance(row, BadRow):
+    with stream, threadpool_limits(1, "blas"), pool, \
+            tqdm(total=lines, unit="q", desc="questions", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
+        rows = read_questions(stream, name, json_lines)
+        for line, row, error in in_order(pool, line_of, rows, ahead=8 * workers):
+            if error is None:
+                answered += 1
+            else:
                 failed += 1
-                line = {"row": row.row, "error": row.error}
-                bar.write(f"error: {name}, row {row.row}: {row.error}", file=sys.stderr)
-            out.write(json.dumps(line) + "\n")
+                bar.write(f"error: {name}, row {row}: {error}", file=sys.stderr)
+            out.write(line + "\n")
             out.flush()
             bar.update(1)
         if lines:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from .file_hashes import hash_files
 from .images import load_image
 from .index import VectorIndex, load_index
 from .labels import softmax, top_labels
+from .ordered import in_order
 from .progress import Progress
 from .scan import label_for, read_labels_csv, scan_folder
 from .space_stats import measured
@@ -309,18 +309,6 @@ def _model_input(root: Path, settings: Settings, classifier, item: tuple[str, st
     return classifier.preprocess([image]), None
 
 
-def _in_order(pool: ThreadPoolExecutor, function, items: list, ahead: int):
-    """Yield ``function(item)`` for every item in order, computed on ``pool`` up to ``ahead`` items
-    before it is asked for."""
-    pending = deque()
-    for item in items:
-        pending.append(pool.submit(function, item))
-        if len(pending) > ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 def _compute_features(root, todo, table: "FeatureTable", models, settings: Settings, progress: Progress) -> None:
     """Run the convnet over ``todo`` [(relative path, sha256)] batch by batch while
     :data:`DECODE_THREADS` threads decode the next images; every :data:`CHUNK` images are saved as a
@@ -331,7 +319,7 @@ def _compute_features(root, todo, table: "FeatureTable", models, settings: Setti
     progress(0, len(todo), "computing activations")
     pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
     try:
-        decoded = _in_order(pool, decode, todo, ahead=2 * size)
+        decoded = in_order(pool, decode, todo, ahead=2 * size)
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start:start + CHUNK]
             good, outputs, rejected = [], [], {}

@@ -102,8 +102,8 @@ def rank_terms(scores: np.ndarray, names: Sequence[str], kinds: Sequence[str] | 
     if scores.shape != (len(names),):
         raise ValueError(f"scores must have shape ({len(names)},), got {scores.shape}")
     kinds = kinds if kinds is not None else ["class"] * len(names)
-    top = np.argsort(-scores, kind="stable")[:k]
-    bottom = np.argsort(scores, kind="stable")[:k]
+    top, _ = vec.top_k(scores, k)  # best first, ties to the lower index
+    bottom, _ = vec.top_k(-scores, k)
     toward = [Term(names[i], float(scores[i]), kinds[i]) for i in top if scores[i] > 0]
     away = [Term(names[i], float(scores[i]), kinds[i]) for i in bottom if scores[i] < 0]
     return toward, away

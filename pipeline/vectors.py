@@ -81,7 +81,10 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
         all-zero (no NaN); the input is never modified.
     """
     x = np.array(x, dtype=np.float32, copy=True)
-    norms = np.linalg.norm(x.astype(np.float64), axis=axis, keepdims=True)
+    x64 = x.astype(np.float64)
+    # what np.linalg.norm(x64, axis=axis, keepdims=True) computes, without its argument handling
+    # (called for every small vector of a question, where that handling was most of the time)
+    norms = np.sqrt(np.add.reduce(x64 * x64, axis=axis, keepdims=True))
     safe = np.where(norms > 0.0, norms, 1.0)
     x /= safe.astype(np.float32)
     return x
@@ -132,8 +135,8 @@ def input_similarities(vectors: np.ndarray, a, b, c) -> np.ndarray:
     abc = _normalized_inputs(a, b, c)
     if vectors.ndim != 2 or vectors.shape[1] != abc.shape[1]:
         raise ValueError(f"vectors must have shape (N, {abc.shape[1]}), got {vectors.shape}")
-    sims = vectors @ abc.T
-    return np.clip(sims, -1.0, 1.0).astype(np.float32, copy=False)
+    sims = (vectors @ abc.T).astype(np.float32, copy=False)
+    return np.clip(sims, -1.0, 1.0, out=sims)
 
 
 def _check_method(method: str) -> None:
@@ -182,7 +185,8 @@ def method_scores(sims: np.ndarray, gram: np.ndarray, method: str, eps: float = 
         ValueError: unknown method, bad shapes or ``eps <= 0``.
     """
     _check_method(method)
-    sims = np.clip(np.asarray(sims, dtype=np.float64), -1.0, 1.0)
+    sims = np.array(sims, dtype=np.float64)  # a copy, clipped in place
+    np.clip(sims, -1.0, 1.0, out=sims)
     gram = np.asarray(gram, dtype=np.float64)
     if sims.ndim != 2 or sims.shape[1] != 3:
         raise ValueError(f"sims must have shape (N, 3), got {sims.shape}")
@@ -240,6 +244,21 @@ def _best_first_order(scores: np.ndarray, at_least: int | None = None) -> np.nda
     return np.argsort(keys, kind="stable")
 
 
+def _best_one(scores: np.ndarray, excluded: np.ndarray) -> int | None:
+    """``top_k(scores, 1, excluded)``'s id by one pass: the highest score not excluded, the lowest id
+    among ties; where only NaN scores are left, the lowest such id; None when every id is excluded."""
+    values = scores.astype(np.float64)
+    left = ~np.isnan(values)
+    left[excluded] = False
+    if left.any():
+        best = values[left].max()
+        return int(np.flatnonzero(left & (values == best))[0])
+    nan_left = np.isnan(values)
+    nan_left[excluded] = False
+    found = np.flatnonzero(nan_left)
+    return int(found[0]) if found.size else None
+
+
 def top_k(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """The k best candidates.
 
@@ -257,6 +276,10 @@ def top_k(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> tuple[np.n
     n = np.asarray(scores).shape[0] if np.ndim(scores) == 1 else -1
     if excluded.size and (excluded.min() < 0 or excluded.max() >= n):
         raise ValueError(f"exclude ids must lie in [0, {n}), got {excluded.tolist()}")
+    if k == 1 and n > 0:  # the best alone (each baseline's answer): one pass, no partition
+        best = _best_one(np.asarray(scores), excluded)
+        ids = np.asarray([] if best is None else [best], dtype=np.int64)
+        return ids, np.asarray(scores, dtype=np.float32)[ids]
     order = _best_first_order(scores, k + excluded.size)
     if excluded.size:
         order = order[~np.isin(order, excluded)]
@@ -273,17 +296,24 @@ def ranks(scores: np.ndarray, ids: Iterable[int]) -> list[int]:
         ids: row positions in ``scores``, each in ``[0, N)``.
 
     Returns:
-        A list of ints, one rank per id, in the order given.
+        A list of ints, one rank per id, in the order given. Counted, not sorted: O(N) per id (an id's
+        rank is 1 + the scores better than its own + the equal ones at lower ids; NaN after all others).
     """
-    order = _best_first_order(scores)
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(1, len(order) + 1)
+    scores = np.asarray(scores)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
+    keys = scores.astype(np.float64)
+    nan = np.isnan(keys)
+    not_nan = len(keys) - int(np.count_nonzero(nan))
     result = []
     for i in ids:
         i = int(i)
-        if not 0 <= i < len(order):
-            raise ValueError(f"id {i} out of range [0, {len(order)})")
-        result.append(int(position[i]))
+        if not 0 <= i < len(keys):
+            raise ValueError(f"id {i} out of range [0, {len(keys)})")
+        if nan[i]:
+            result.append(not_nan + int(np.count_nonzero(nan[:i])) + 1)
+        else:
+            result.append(int(np.count_nonzero(keys > keys[i])) + int(np.count_nonzero(keys[:i] == keys[i])) + 1)
     return result
 
 

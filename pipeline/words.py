@@ -41,6 +41,7 @@ class WordVectors:
         self.keys = list(keys)
         self.vectors = vectors
         self.name = name
+        self._views: dict[int, WordVectors] = {}  # restrict_vocab's views, by size
         if unit is not None:
             self.__dict__["unit"] = unit
 
@@ -106,17 +107,21 @@ class WordVectors:
         return np.fromiter((first[k] for k in self.folded_keys), dtype=np.int64, count=len(self.keys))
 
     def restrict_vocab(self, n: int) -> "WordVectors":
-        """The first ``n`` rows (the ``n`` most frequent words in GloVe's order), sharing arrays."""
+        """The first ``n`` rows (the ``n`` most frequent words in GloVe's order), sharing arrays. The
+        view is kept: asked again, the same view (whose ``unit`` rows are normalised once) is returned."""
         n = int(n)
         if not 1 <= n <= len(self):
             raise SettingsError(f"the vocabulary size must be from 1 to {len(self):,} (the words in "
                                 f"{self.name}), got {n:,}")
         if n == len(self):
             return self
-        unit = self.__dict__["unit"][:n] if "unit" in self.__dict__ else None
-        view = WordVectors(self.keys[:n], self.vectors[:n], self.name, unit)
-        if "folded_keys" in self.__dict__:
-            view.__dict__["folded_keys"] = self.folded_keys[:n]
+        view = self._views.get(n)
+        if view is None:
+            unit = self.__dict__["unit"][:n] if "unit" in self.__dict__ else None
+            view = WordVectors(self.keys[:n], self.vectors[:n], self.name, unit)
+            if "folded_keys" in self.__dict__:
+                view.__dict__["folded_keys"] = self.folded_keys[:n]
+            self._views[n] = view
         return view
 
 

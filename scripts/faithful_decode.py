@@ -12,7 +12,9 @@ EfficientNet-Lite0 through onnxruntime:
    saved as JPEG quality 90 into a temporary folder, a quarter each with EXIF orientation 1, 6, 3
    and 8 (pixels stored turned so that the oriented image is the enlarged photo): the reduced decode
    of the 12 MP copy against the full decode of the original photo, and, as the floor that the
-   enlarging and re-compressing alone set, the full decode of the 12 MP copy against the original.
+   enlarging and re-compressing alone set, the full decode of the 12 MP copy against the original;
+3. for scale, the same original photos moved by one pixel (top row and left column cropped) against
+   themselves: how much the labels move when nothing but the pixel grid changes.
 
 For each: cosine of the L2-normalised pooled activations (mean, minimum), and the share of photos
 whose top-1 label is unchanged, whose reference top-1 label is still among the top 5, and whose set
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -73,13 +76,20 @@ def agreement(reference, other) -> dict:
             "top5_ordered": float(np.mean(np.all(ref5 == oth5, axis=1)))}
 
 
-def classify_files(models: Models, paths: list[Path], min_short_side: int | None, batch: int = 32):
-    """ConvnetOutput of ``paths`` decoded by ``load_image(..., min_short_side=...)``, batch by batch."""
+def classify_files(models: Models, paths: list[Path], min_short_side: int | None, batch: int = 32,
+                   change: Callable[[Image.Image], Image.Image] = lambda image: image):
+    """ConvnetOutput of ``paths`` decoded by ``load_image(..., min_short_side=...)`` then ``change``d,
+    batch by batch."""
     from pipeline.models.convnet import ConvnetOutput
 
-    parts = [models.classify([load_image(p, min_short_side=min_short_side) for p in paths[i:i + batch]])
+    parts = [models.classify([change(load_image(p, min_short_side=min_short_side)) for p in paths[i:i + batch]])
              for i in range(0, len(paths), batch)]
     return ConvnetOutput(np.concatenate([p.pooled for p in parts]), np.concatenate([p.logits for p in parts]))
+
+
+def one_pixel_off(image: Image.Image) -> Image.Image:
+    """``image`` without its top row and left column: the same photo, moved by one pixel."""
+    return image.crop((1, 1, image.width, image.height))
 
 
 def line(what: str, result: dict) -> str:
@@ -122,6 +132,8 @@ def main() -> None:
             print(line(f"12 MP copy reduced to {side} vs original photo", agreement(original, copy_reduced)))
             print(line(f"12 MP copy reduced to {side} vs its full decode", agreement(copy_full, copy_reduced)))
         print(line("12 MP copy, full decode vs original (the floor)", agreement(original, copy_full)))
+        print(line("original photo moved by one pixel vs original", agreement(
+            original, classify_files(models, [paths[i] for i in chosen], None, change=one_pixel_off))))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.batch import MAX_LINE_BYTES, BadRow, Question, open_batch, read_questions
+from pipeline.batch import (EXIT_SOME_ROWS_FAILED, IN_PROCESS_LINES, MAX_LINE_BYTES, BadRow, Question, open_batch,
+                            read_questions, run_batch)
 from pipeline.cli import main
 from pipeline.errors import BatchFileError
 from pipeline.explorer import Explorer
@@ -216,6 +217,29 @@ def test_json_lines_batch_with_expected_answers_and_an_image_file(gallery, tmp_p
     assert first == answer_of(gallery, ["sheep-0.jpg", "camel-0.jpg", str(outside)], top_k=3)
     assert second == {"row": 2, "error": "unknown key 'top_k' (keys: a, b, c, method, layer, expected)"}
     assert third["row"] == 3 and "is not a gallery item" in third["error"]
+
+
+def test_worker_processes_write_what_one_process_writes(gallery, tmp_path, imagen_dir):
+    """A long batch is answered by spawned worker processes, each with its own Explorer on the same
+    cache: the lines (answers, bad rows, an image file outside the gallery) are byte for byte the ones
+    answered in this process, in the file's order."""
+    outside = imagen_file(imagen_dir, "seal", 3)
+    body = "".join(f"{i % 12},{(i + 4) % 12},{(i + 7) % 12},{('', '3cosmul', 'pairdirection')[i % 3]}\n"
+                   for i in range(IN_PROCESS_LINES + 6))
+    questions = tmp_path / "long.csv"
+    questions.write_text(f"a,b,c,method\n{body}0,3,99,\n0,3\nsheep-0.jpg,camel-0.jpg,{outside},\n")
+    written = {}
+    for workers in (1, 2):
+        out = io.StringIO()
+        status = run_batch(gallery["explorer"], open_batch(str(questions)), method="3cosadd", layer=None,
+                           exclude=True, top_k=5, out=out, show_bar=False, workers=workers)
+        assert status == EXIT_SOME_ROWS_FAILED
+        written[workers] = out.getvalue()
+    assert written[2] == written[1]
+    lines = [json.loads(line) for line in written[1].splitlines()]
+    assert [line["row"] for line in lines] == list(range(2, IN_PROCESS_LINES + 11))
+    assert [line["row"] for line in lines if "error" in line] == [IN_PROCESS_LINES + 8, IN_PROCESS_LINES + 9]
+    assert lines[-1]["inputs"][2]["id"] is None  # the outside image, classified by a worker's own models
 
 
 def test_all_rows_answered_exits_zero_and_stdin_works(gallery):

@@ -219,6 +219,22 @@ def test_top_k_order_ties_and_exclusion():
         top_k(scores, -1)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_top_1_is_the_first_of_the_full_order(seed):
+    """top_k(.., 1) takes a one-pass path; the reference is the full stable sort with the excluded ids
+    removed (ties to the lower id, NaN last), including when only NaN or nothing is left."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    scores = rng.integers(-2, 3, size=n).astype(np.float32)
+    scores[rng.random(n) < 0.3] = np.nan
+    scores[rng.random(n) < 0.05] = -np.inf
+    excluded = sorted(set(rng.integers(0, n, size=int(rng.integers(0, n + 1))).tolist()))
+    full = [i for i in np.argsort(-scores.astype(np.float64), kind="stable") if i not in excluded]
+    ids, values = top_k(scores, 1, exclude=excluded)
+    assert ids.tolist() == full[:1]
+    assert np.array_equal(values, scores[full[:1]], equal_nan=True)
+
+
 def test_top_k_nan_last():
     scores = np.array([np.nan, 0.2, -5.0], dtype=np.float32)
     assert top_k(scores, 3)[0].tolist() == [1, 2, 0]
@@ -233,11 +249,19 @@ def test_ranks():
         ranks(scores, [-1])
 
 
-def test_ranks_consistent_with_top_k():
-    rng = np.random.default_rng(0)
-    scores = rng.integers(0, 5, size=40).astype(np.float32)  # many ties
-    order, _ = top_k(scores, 40)
-    assert ranks(scores, order) == list(range(1, 41))
+@pytest.mark.parametrize("seed", range(5))
+def test_ranks_consistent_with_top_k(seed):
+    """ranks counts; top_k sorts (the brute-force reference): the same order, ties, NaN, infinities and
+    signed zeros included."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 5, size=400).astype(np.float32)  # many ties
+    scores[rng.choice(400, 30, replace=False)] = np.nan
+    scores[rng.choice(400, 5, replace=False)] = np.inf
+    scores[rng.choice(400, 5, replace=False)] = -np.inf
+    scores[rng.choice(400, 10, replace=False)] = -0.0
+    order, _ = top_k(scores, 400)
+    assert ranks(scores, order) == list(range(1, 401))
+    assert ranks(scores, order[::-7]) == [int(np.flatnonzero(order == i)[0]) + 1 for i in order[::-7]]
 
 
 # ---------------------------------------------------------------- offsets

@@ -66,6 +66,9 @@ def test_restrict_vocab_is_a_view_of_the_first_rows(words):
     assert len(small) == 30_000 and small.keys == words.keys[:30_000]
     assert np.array_equal(small.unit, words.unit[:30_000])
     assert small.index_of("king") == words.index_of("king") and small.index_of("guacamole") is None
+    again = words.restrict_vocab(30_000)  # every question asks for it: the view and its unit rows are kept
+    assert again is small and again.unit is small.unit
+    assert words.restrict_vocab(20_000) is not small and len(words.restrict_vocab(20_000)) == 20_000
     for bad in (0, 400_001):
         with pytest.raises(SettingsError):
             words.restrict_vocab(bad)
