@@ -5,7 +5,8 @@ gallery's store. It still reads things that are made on first use: the FAISS ind
 its measurements (typical nearest-neighbour distance, :mod:`pipeline.space_stats`; the near-duplicate
 calibration, :func:`pipeline.thresholds.gallery_calibration`), the sentence embeddings of the text answer's class captions
 (:func:`pipeline.text_answer.class_vocabulary`) and of the offset vocabulary
-(:func:`pipeline.offsets.word_vocabulary`), and the convnet's head (:meth:`Models.classifier_head`).
+(:func:`pipeline.offsets.word_vocabulary`), the convnet's head (:meth:`Models.classifier_head`) and GloVe's
+word vectors (:attr:`Models.word_vectors`, whose word list is cached on first use).
 :func:`prepare_questions` makes them all, with progress, so that the first question after
 ``gallery build`` is as fast as the later ones and loads no model. Each step reads its cache when it
 is already there, so preparing a prepared gallery costs a few reads.
@@ -16,6 +17,7 @@ import time
 from typing import Callable
 
 from . import offsets, thresholds
+from .errors import WordVectorsUnavailable
 from .gallery import IMAGE_SPACES
 from .models.convnet import EFFICIENTNET_NAMES
 from .progress import PREPARING, Progress
@@ -38,7 +40,17 @@ def question_steps(explorer) -> list[tuple[str, Callable[[], object]]]:
                       models.embed_texts, gallery.captions.text_model, settings.cache_dir))]
     if settings.backbone in EFFICIENTNET_NAMES:
         steps.append(("classifier head", models.classifier_head))
+    steps.append(("word vectors", lambda: _word_vectors(models)))
     return steps
+
+
+def _word_vectors(models):
+    """GloVe's vectors (their word list is written to the cache on first use), or None where the package
+    is not installed (word space then says so beside each answer)."""
+    try:
+        return models.word_vectors
+    except WordVectorsUnavailable:
+        return None
 
 
 def prepare_questions(explorer, progress: Progress | None = None) -> dict:

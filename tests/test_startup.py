@@ -90,13 +90,20 @@ def fresh_build(tmp_path_factory, settings, imagen_dir):
     return {"root": root, "cache": cache, "env": env, "build": json.loads(built.stdout)}
 
 
+def cache_files(cache: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``cache``: relative path -> (size, modification time in ns)."""
+    return {str(p.relative_to(cache)): (p.stat().st_size, p.stat().st_mtime_ns) for p in cache.rglob("*") if p.is_file()}
+
+
 @pytest.mark.slow
 def test_the_first_question_after_build_loads_no_model_and_equals_the_answer_with_models(fresh_build, monkeypatch):
     root, cache, env = fresh_build["root"], fresh_build["cache"], fresh_build["env"]
     assert fresh_build["build"]["prepared"]["steps"] >= 12
     question = ["analogy", "0", "3", "6", "--gallery", str(root), "--cache-dir", str(cache), "--json"]
+    built = cache_files(cache)
     first, modules = run_probed(*question, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert cache_files(cache) == built  # everything it read was made by the build: nothing written now
     assert [m for m in modules if m not in ("faiss",)] == [], modules
     again, modules_again = run_probed(*question, env=env)
     assert again.stdout == first.stdout and modules_again == modules
