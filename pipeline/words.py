@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class WordVectors:
         self.vectors = vectors
         self.name = name
         self._views: dict[int, WordVectors] = {}  # restrict_vocab's views, by size
+        self._rows_found: dict[str, int | None] = {}  # upper-cased word -> row, filled by look_up
         if unit is not None:
             self.__dict__["unit"] = unit
 
@@ -78,10 +79,26 @@ class WordVectors:
         """The row of ``word``, case-insensitively: the first row whose key has the same
         ``str.upper()`` (gensim's ``case_insensitive`` rule); None when no key matches. A linear
         search (a few ms at most for 400,000 keys): no table is built for a handful of lookups."""
+        folded = str(word).upper()
+        if folded in self._rows_found:
+            return self._rows_found[folded]
         try:
-            return self.folded_keys.index(str(word).upper())
+            return self.folded_keys.index(folded)
         except ValueError:
             return None
+
+    def look_up(self, words: Iterable[str]) -> None:
+        """Find all of ``words`` in one pass over the keys and remember their rows (or that they are
+        not keys), so that :meth:`index_of` then answers them at once: a gallery's labels are a few
+        hundred words, each of which :meth:`index_of` alone would search the 400,000 keys for."""
+        wanted = {str(word).upper() for word in words} - self._rows_found.keys()
+        if not wanted:
+            return
+        found: dict[str, int | None] = dict.fromkeys(wanted)
+        for row, key in enumerate(self.folded_keys):
+            if key in found and found[key] is None:
+                found[key] = row  # the first row with that upper case, as index_of
+        self._rows_found.update(found)
 
     def __contains__(self, word: str) -> bool:
         return self.index_of(word) is not None
@@ -215,7 +232,9 @@ def item_word_vectors(words: WordVectors, labels: Sequence[str | None],
     if len(labels) != len(top1_classes):
         raise ValueError(f"{len(labels)} labels but {len(top1_classes)} top-1 classes")
     item = [item_words(label, top1) for label, top1 in zip(labels, top1_classes)]
-    by_text = {text: phrase(words, text) for text in dict.fromkeys(w.text for w in item)}
+    texts = list(dict.fromkeys(w.text for w in item))
+    words.look_up(part for text in texts for token in split_words(text) for part in (token, *token.split("-")))
+    by_text = {text: phrase(words, text) for text in texts}
     phrases = [by_text[w.text] for w in item]
     out = np.zeros((len(item), words.dim), dtype=np.float32)
     has_vector = np.array([p.vector is not None for p in phrases], dtype=bool)

@@ -61,6 +61,15 @@ def test_lookup_is_case_insensitive_first_row_wins(words):
     assert np.count_nonzero(canonical != np.arange(300_000)) == 45  # case variants among the first 300,000
 
 
+def test_look_up_finds_many_words_as_index_of_does(words):
+    probe = ["king", "KING", "ﬁrst", "first", "guacamole", "domestic", "no-such-wordqq", "-", "the"]
+    alone = [words.index_of(w) for w in probe]
+    fresh = WordVectors(words.keys, words.vectors, words.name)
+    fresh.look_up(probe)
+    assert [fresh.index_of(w) for w in probe] == alone
+    assert fresh._rows_found and set(fresh._rows_found) == {w.upper() for w in probe}
+
+
 def test_restrict_vocab_is_a_view_of_the_first_rows(words):
     small = words.restrict_vocab(30_000)
     assert len(small) == 30_000 and small.keys == words.keys[:30_000]
