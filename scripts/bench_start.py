@@ -20,8 +20,10 @@ shared: compare the ratios; the load average is printed before and after):
   the start-up itself (process start to the first line);
 - **app** (``--app``): the cached start of ``app.py`` on the gallery (process start to the page
   answering; :mod:`scripts.bench_app`'s server; target: at most 3 s) next to ``python -c "import
-  gradio"`` (the floor: the page is Gradio), and the first analogy request after the start (three
-  gallery photos uploaded through ``gradio_client``, recognised by content: no model loads).
+  gradio"`` and to Gradio imported as the app imports it, its type-stub writing stopped
+  (:mod:`webui.gradio_stubs`: the floor, since the page is Gradio), and the first analogy request after
+  the start (three gallery photos uploaded through ``gradio_client``, recognised by content: no model
+  loads).
 
 The gallery is built into ``--cache-dir`` first if it is not there yet (not timed).
 """
@@ -157,6 +159,9 @@ def bench_app(gallery: Path, cache_dir: Path, repeats: int) -> dict:
     finally:
         first.stop()
     gradio_s = median_seconds([sys.executable, "-c", "import gradio"], repeats)
+    # the floor of the app's start: Gradio imported as the app imports it (webui.gradio_stubs first)
+    quick_gradio_s = median_seconds([sys.executable, "-c", "import runpy; runpy.run_path('webui/gradio_stubs.py')"
+                                     "['stop_stub_writing'](); import gradio"], repeats)
     starts, requests = [], []
     files = [gallery / f for f in scan_folder(gallery)[:3]]
     for n in range(repeats):
@@ -171,6 +176,8 @@ def bench_app(gallery: Path, cache_dir: Path, repeats: int) -> dict:
             server.stop()
     return {"cached_start_s": statistics.median(starts), "import_gradio_s": gradio_s,
             "start_over_import_gradio": statistics.median(starts) / gradio_s,
+            "import_gradio_without_stub_writing_s": quick_gradio_s,
+            "start_over_that": statistics.median(starts) / quick_gradio_s,
             "first_request_s": statistics.median(requests), "logs": str(logs)}
 
 
