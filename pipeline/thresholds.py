@@ -24,24 +24,20 @@ approximate index gives an upper bound of each distance, as
 is left out).
 
 Once per gallery: :func:`gallery_calibration` keeps each space's calibration with the gallery object
-(in memory) and in its store (``<store>/thresholds.json``, keyed by the gallery's content, the model
-of the space, the captions and the rule's constants, with a SHA-256 of its body: a damaged or stale
-entry is recomputed, never used), so questions only read it.
+(in memory) and in its store beside the space's other measurements (:mod:`pipeline.space_stats`,
+checksummed, keyed by what the space's vectors are made from and by the rule's constants: a damaged
+or stale entry is recomputed, never used), so questions only read it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .errors import CacheError
 from .index import VectorIndex
-from .storage import read_json, write_json
+from .space_stats import measured
 from .wording import prompts, why
 
 RATIO = 0.5
@@ -139,63 +135,25 @@ def threshold_sentence(calibration: dict, space_name: str) -> str:
 
 # --- once per gallery ------------------------------------------------------------------------------
 
-CACHE_FILE = "thresholds.json"
-CACHE_VERSION = 1
+#: What a kept calibration depends on besides the space's vectors: the rule and its constants.
+RULE_IDENTITY = {"rule": "near-duplicate", "version": 1, "constants": [RATIO, LOW, HIGH, SAMPLE, SEED, K]}
 _BY_GALLERY: "weakref.WeakKeyDictionary[object, dict[str, ThresholdCalibration]]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def calibration_key(gallery, space: str) -> dict:
-    """What a cached calibration of ``space`` depends on: the gallery's items (content digest), the
-    model of the space (the convnet's weights, or the sentence model and the captions' texts), and
-    the rule's constants."""
-    captions = gallery.captions if space == "caption" else None
-    return {"version": CACHE_VERSION, "items_digest": gallery.digest,
-            "model": captions.text_model if captions is not None else gallery.model_key,
-            "captions_digest": hashlib.sha256("\n".join(captions.texts).encode()).hexdigest() if captions else None,
-            "rule": [RATIO, LOW, HIGH, SAMPLE, SEED, K]}
-
-
-def _body_sha256(spaces: dict) -> str:
-    return hashlib.sha256(json.dumps(spaces, sort_keys=True).encode()).hexdigest()
-
-
-def _read_cache(path: Path) -> dict:
-    """The cached ``{space: {"key", "calibration"}}`` of a store, or {} when missing or damaged."""
-    try:
-        data = read_json(path)
-        spaces = data["spaces"]
-        return spaces if isinstance(spaces, dict) and data.get("sha256") == _body_sha256(spaces) else {}
-    except (CacheError, KeyError, TypeError):
-        return {}
-
-
 def gallery_calibration(gallery, space: str) -> ThresholdCalibration:
     """The calibrated near-duplicate threshold of one space of a gallery
-    (:class:`pipeline.gallery.Gallery`): from memory, else from the store's cache, else
-    :func:`calibrate` on the space's index (then saved; an unwritable store only costs recomputing
-    in the next process). Thread-safe; computed at most once per gallery object and space."""
+    (:class:`pipeline.gallery.Gallery`): kept with the gallery object, and in its store with the
+    space's other measurements (:func:`pipeline.space_stats.measured`, under the identity of the
+    space's vectors and :data:`RULE_IDENTITY`: a damaged or stale entry is computed again by
+    :func:`calibrate` on the space's index). Thread-safe; computed at most once per gallery object
+    and space."""
     with _LOCK:
         known = _BY_GALLERY.setdefault(gallery, {})
-        if space in known:
-            return known[space]
-        path = Path(gallery.store) / CACHE_FILE
-        cached = _read_cache(path)
-        key = calibration_key(gallery, space)
-        entry = cached.get(space)
-        calibration = None
-        if isinstance(entry, dict) and entry.get("key") == key:
-            try:
-                calibration = ThresholdCalibration.from_dict(entry["calibration"])
-            except (KeyError, TypeError, ValueError, AttributeError):
-                calibration = None
-        if calibration is None:
-            # rounded as the JSON keeps it, so that every process uses the very same threshold
-            calibration = ThresholdCalibration.from_dict(calibrate(gallery.index(space), space).as_dict())
-            cached[space] = {"key": key, "calibration": calibration.as_dict()}
-            try:
-                write_json(path, {"spaces": cached, "sha256": _body_sha256(cached)})
-            except CacheError:
-                pass
-        known[space] = calibration
-        return calibration
+        if space not in known:
+            identity = {**gallery.space_identity(space), **RULE_IDENTITY}
+            # kept as its JSON dict (values rounded), so that every process uses the very same threshold
+            stored = measured(gallery.store, space, identity, "near_duplicate_calibration",
+                              lambda: calibrate(gallery.index(space), space).as_dict())
+            known[space] = ThresholdCalibration.from_dict(stored)
+        return known[space]

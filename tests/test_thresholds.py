@@ -75,10 +75,12 @@ def test_imagen_thresholds(imagen_explorer):
 
 
 def test_calibrated_once_per_gallery_kept_in_its_store_and_checked(tmp_path, monkeypatch):
-    """gallery_calibration: computed once per gallery object; a new process (a new Gallery object on the
-    same store) reads it from <store>/thresholds.json; a damaged or stale entry is recomputed."""
+    """gallery_calibration: computed once per gallery object; a new process (its memory cleared, a new
+    Gallery object on the same store) reads it from the store's space measurements
+    (pipeline.space_stats); a damaged or stale entry is recomputed."""
     import json
 
+    from pipeline import space_stats
     from pipeline.gallery import Gallery
     from tests.synthetic_explorer import A, B, C, D, X, Y, distractors, make_explorer
 
@@ -88,6 +90,7 @@ def test_calibrated_once_per_gallery_kept_in_its_store_and_checked(tmp_path, mon
     monkeypatch.setattr(thresholds, "calibrate", lambda index, space, *a, **k: calls.append(space) or real(index, space))
 
     def reopened() -> Gallery:  # the same gallery, as a new process opens it
+        space_stats._MEMORY.clear()
         again = Gallery(gallery.root, gallery.items, gallery.pooled, gallery.logits, gallery.store, gallery.model_key,
                         gallery.settings)
         again.captions = gallery.captions
@@ -96,15 +99,16 @@ def test_calibrated_once_per_gallery_kept_in_its_store_and_checked(tmp_path, mon
     first = thresholds.gallery_calibration(gallery, "image:pooled")
     assert thresholds.gallery_calibration(gallery, "image:pooled") is first and calls == ["image:pooled"]
     assert first.threshold == round(real(gallery.index("image:pooled"), "image:pooled").threshold, 6)
-    path = gallery.store / thresholds.CACHE_FILE
+    path = gallery.store / space_stats.FILE_NAME
     assert thresholds.gallery_calibration(reopened(), "image:pooled").as_dict() == first.as_dict()
     assert calls == ["image:pooled"]  # read from the store
     thresholds.gallery_calibration(reopened(), "caption")
-    assert calls == ["image:pooled", "caption"] and set(json.loads(path.read_text())["spaces"]) == {"image:pooled", "caption"}
+    stored = json.loads(path.read_text())
+    assert calls == ["image:pooled", "caption"]
+    assert {"image:pooled/near_duplicate_calibration", "caption/near_duplicate_calibration"} <= set(stored["stats"])
 
-    data = json.loads(path.read_text())
-    data["spaces"]["image:pooled"]["calibration"]["threshold"] = 0.5  # still valid JSON: the checksum catches it
-    path.write_text(json.dumps(data))
+    stored["stats"]["image:pooled/near_duplicate_calibration"]["value"]["threshold"] = 0.5
+    path.write_text(json.dumps(stored))  # still JSON: the checksum catches it
     assert thresholds.gallery_calibration(reopened(), "image:pooled").threshold == first.threshold
     assert calls[-1] == "image:pooled" and len(calls) == 3
     path.write_bytes(path.read_bytes()[:40])  # torn
@@ -113,3 +117,4 @@ def test_calibrated_once_per_gallery_kept_in_its_store_and_checked(tmp_path, mon
     stale.digest = "another content"  # the gallery changed: the stored calibration no longer applies
     thresholds.gallery_calibration(stale, "image:pooled")
     assert len(calls) == 5
+
