@@ -313,9 +313,9 @@ def _worker_line(row, method: str, layer: str | None, exclude: bool, top_k: int)
 
 
 def answering_pool(explorer, lines: int | None, workers: int | None = None):
-    """(executor, its function of a row, how many work at once): ``workers`` (default :data:`ANSWER_PROCESSES`, or 1 for a
-    batch of at most :data:`IN_PROCESS_LINES` lines) spawned worker processes, each opening the
-    gallery of ``explorer`` itself; with one worker, a thread of this process on ``explorer``."""
+    """(executor, its function of a row, how many work at once): ``workers`` spawned worker processes
+    (default :data:`ANSWER_PROCESSES`; 1 for a batch of at most :data:`IN_PROCESS_LINES` lines), each
+    opening the gallery of ``explorer`` itself; with one worker, a thread of this process on ``explorer``."""
     if workers is None:
         workers = 1 if lines is not None and lines <= IN_PROCESS_LINES else ANSWER_PROCESSES
     if workers <= 1:
