@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import vectors as vec
 from .wording import why
 
 LAYOUTS = ("subject/variant", "variant/subject")
@@ -115,18 +116,16 @@ def expected_ids(paths: Sequence[str] | LayoutIndex, inputs: Sequence[str | None
 
 
 def _rank_among(scores: np.ndarray, target_ids: Sequence[int], excluded: set[int]) -> tuple[int, int | None]:
-    """(rank, id): 1-based rank of the best of ``target_ids`` among the rows not in ``excluded``
-    (higher score first, ties to the lower id, NaN last), and that target; (0, None) when every
-    target is excluded."""
-    keys = np.nan_to_num(-np.asarray(scores, dtype=np.float64), nan=np.inf)
-    ranks = []
-    ids = np.arange(len(keys))
-    for t in target_ids:
-        if t in excluded:
-            continue
-        ahead = (keys < keys[t]) | ((keys == keys[t]) & (ids < t))
-        ranks.append((1 + int(ahead.sum()) - sum(1 for e in excluded if ahead[e]), int(t)))
-    return min(ranks) if ranks else (0, None)
+    """(rank, id): 1-based rank of the best of ``target_ids`` among the rows not in ``excluded``, in
+    :func:`pipeline.vectors.top_k`'s order (higher score first, ties to the lower id, NaN last), and
+    that target; (0, None) when every target is excluded. Its rank among all rows
+    (:func:`pipeline.vectors.ranks`) less the excluded rows ranked above it."""
+    targets = [int(t) for t in target_ids if t not in excluded]
+    if not targets:
+        return 0, None
+    excluded_ranks = vec.ranks(scores, sorted(excluded))
+    return min((rank - sum(1 for e in excluded_ranks if e < rank), t)
+               for t, rank in zip(targets, vec.ranks(scores, targets)))
 
 
 def judge(expected: tuple[list[int], str] | None, scores: np.ndarray, only_c_scores: np.ndarray,

@@ -41,6 +41,9 @@ def test_judge_ranks_like_top_k_with_exclusion():
     rng = np.random.default_rng(0)
     for trial in range(20):
         scores = rng.integers(0, 6, size=40).astype(np.float32)  # many ties
+        if trial % 2:  # and scores at the ends of the order: -inf before NaN, as top_k has them
+            scores[rng.choice(40, size=6, replace=False)] = np.nan
+            scores[rng.choice(40, size=4, replace=False)] = -np.inf
         only_c = rng.normal(size=40).astype(np.float32)
         exclude = rng.choice(40, size=3, replace=False).tolist()
         expected = sorted(rng.choice([i for i in range(40) if i not in exclude], size=2, replace=False).tolist())
@@ -49,6 +52,8 @@ def test_judge_ranks_like_top_k_with_exclusion():
         assert result.rank == min(order.index(i) for i in expected) + 1
         assert result.correct == (order[0] in expected)
         assert result.only_c_correct == (vec.top_k(only_c, 1, exclude=exclude)[0][0] in expected)
+    ends = np.array([np.nan, -np.inf, 1.0], dtype=np.float32)  # top_k's order: 2, 1, 0
+    assert ground_truth.judge(([1], "given"), ends, ends).rank == 2
     assert ground_truth.judge(None, scores, only_c) is None
     assert ground_truth.judge(([1], "given"), scores, only_c, exclude=[1]).rank == 0
 
