@@ -6,6 +6,7 @@ Gradio server on a free local port, real files.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,9 +23,11 @@ from PIL import Image
 
 import app
 from pipeline.default_gallery import EXAMPLES
+from pipeline.errors import ApiInputError
 from pipeline.web_copies import THUMB_SIZE
 from webui import CONCURRENCY_ID, GENERIC_ERROR, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, Handlers, build_demo, user_facing
 from webui import http_guards
+from webui.browsing import GalleryBrowser
 from webui.handlers import MAX_CHAT_MESSAGES
 from tests.bad_inputs import make_corpus
 from tests.conftest import REPO, running_app
@@ -338,14 +341,21 @@ def test_user_errors_are_logged_in_one_line_without_a_traceback(caplog):
         with pytest.raises(gr.Error) as caught:
             user_facing(refuses(error))()
         assert caught.value.print_exception is False
+    def turn_page(page):
+        raise gr.Error(f"No page {page}.")
+
+    # a handler given as functools.partial (the page wires some so) is named by the function it wraps
+    with pytest.raises(gr.Error) as caught:
+        user_facing(functools.partial(turn_page, 7))()
+    assert caught.value.message == "No page 7."
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["refused handler: photo.jpg: not an image. Upload a JPEG.",
-                     "refused handler: Type a question first. Please."], lines
+                     "refused handler: Type a question first. Please.", "refused turn_page: No page 7."], lines
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
 
 
 def test_picking_thumbnails_fills_the_selected_slot_and_moves_on(handlers, default_explorer):
-    ids = handlers.browse_ids("")
+    ids = handlers.browser.view().browse_ids
     assert ids == list(range(40))
     picked = handlers.pick("B", ids, gr.SelectData(None, {"index": 6, "value": None}))
     assert isinstance(picked.slot_a, dict) and isinstance(picked.slot_c, dict)  # gr.skip()
@@ -368,15 +378,42 @@ def test_slot_labels_say_what_a_slot_holds(handlers, default_explorer, tmp_path)
 
 
 def test_filtering_the_gallery_panel(handlers):
-    shown = handlers.filter_gallery("cat")
+    shown = handlers.browser.filter("cat")
     ids = shown.browse_ids
     assert len(ids) == 4 and all(handlers.gallery.items[i].label == "cat" for i in ids)
     assert all(Path(p).is_file() and Path(p).suffix == ".jpg" for p, _ in shown.browse)
     assert all(Path(p).parent == handlers.thumbnails.folder for p, _ in shown.browse)
     assert all(max(Image.open(p).size) <= THUMB_SIZE for p, _ in shown.browse)
     assert shown.browse_info == "4 of 40 images match \u201ccat\u201d."
-    assert handlers.filter_gallery("no such thing").browse_ids == []
-    assert len(handlers.filter_gallery("").browse_ids) == 40
+    assert not shown.previous.visible and not shown.next.visible  # one page: no page buttons
+    assert handlers.browser.filter("no such thing").browse_ids == []
+    assert handlers.browser.filter("no such thing").browse_info == "No gallery image matches \u201cno such thing\u201d."
+    assert len(handlers.browser.filter("").browse_ids) == 40
+    with pytest.raises(ApiInputError, match="over the limit"):
+        handlers.browser.filter("x" * 201)
+
+
+def test_browse_panel_pages(handlers):
+    browser = GalleryBrowser(handlers.gallery, handlers.thumbnails, page_size=16)  # 40 images: 16, 16, 8
+    first = browser.view()
+    assert first.browse_ids == list(range(16)) and first.browse_page == 0
+    assert first.browse_info == "Showing 1\u201316 of 40 images. Type to filter, or turn the page."
+    assert first.previous.visible and not first.previous.interactive and first.next.interactive
+    second = browser.turn(1, "", first.browse_page)
+    assert second.browse_ids == list(range(16, 32)) and second.browse_page == 1
+    assert second.previous.interactive and second.next.interactive
+    assert [caption for _, caption in second.browse] == [browser.item_caption(i) for i in second.browse_ids]
+    last = browser.turn(1, "", browser.turn(1, "", second.browse_page).browse_page)  # past the end: the last page
+    assert last.browse_ids == list(range(32, 40)) and last.browse_page == 2 and not last.next.interactive
+    assert last.browse_info == "Showing 33\u201340 of 40 images. Type to filter, or turn the page."
+    assert browser.turn(-1, "", 0).browse_page == 0 and browser.turn(-1, "", "2").browse_page == 0  # state is a page
+    # a click maps to the gallery id on the page shown
+    assert browser.picked_id(second.browse_ids, gr.SelectData(None, {"index": 3, "value": None})) == 19
+    # a filter starts on its first page; turning keeps to the images it matches
+    matched = browser.filter("original")
+    assert all("original" in handlers.gallery.items[i].path for i in matched.browse_ids)
+    assert all(handlers.gallery.items[i].label == "cat" for i in browser.view("cat", 5).browse_ids)
+    assert browser.view("cat", 5).browse_info == "4 of 40 images match \u201ccat\u201d."
 
 
 def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explorer, tmp_path):
@@ -389,19 +426,19 @@ def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explore
     Image.open(gallery_file(default_explorer, "coffee/original.jpg")).resize((200, 150)).save(upload)
     labels, text = handlers.classify(str(upload))
     assert len(labels) == 5 and "**Caption:**" in text and "Gallery item" not in text
-    picked = handlers.pick_for_classifier(handlers.browse_ids(""), gr.SelectData(None, {"index": 6, "value": None}))
+    picked = handlers.pick_for_classifier(handlers.browser.view().browse_ids, gr.SelectData(None, {"index": 6, "value": None}))
     assert picked.image == handlers.preview(6) and len(picked.labels) == 5
     with pytest.raises(gr.Error, match="Upload an image"):
         handlers.classify(None)
 
 
 def test_classifier_browse_panel_is_filled_when_its_tab_is_first_opened(handlers):
-    first = handlers.classifier_browse([])
-    assert first.browse_ids == handlers.browse_ids("") and len(first.browse) == len(handlers.gallery)
-    assert [caption for _, caption in first.browse] == [handlers.item_caption(i) for i in first.browse_ids]
+    first = handlers.browser.fill_once([])
+    assert first.browse_ids == handlers.browser.matching("") and len(first.browse) == len(handlers.gallery)
+    assert [caption for _, caption in first.browse] == [handlers.browser.item_caption(i) for i in first.browse_ids]
     assert all(Path(copy).is_file() for copy, _ in first.browse)
-    again = handlers.classifier_browse(first.browse_ids)  # opened again in the same session: nothing is sent
-    assert tuple(again) == (gr.skip(), gr.skip())
+    again = handlers.browser.fill_once(first.browse_ids)  # opened again in the same session: nothing is sent
+    assert tuple(again) == tuple(gr.skip() for _ in again)
 
 
 def test_follow_up_chat(handlers, default_explorer):

@@ -181,3 +181,28 @@ def test_photos_classes_switch_asks_about_classes_in_three_spaces(server, page):
     text = page.locator("#class-answer").inner_text()
     assert "coffee : cat :: rocket" in text
     assert all(title in text for title in ("Image space", "Caption space", "Word space"))
+
+
+def test_large_gallery_browses_a_page_at_a_time(imagen_explorer, page, tmp_path):
+    """imagen (1,000 photos): 200 thumbnails to a page; Next shows the next 200, and a click there
+    picks the item shown; a filter starts again on its own first page, without page buttons when it fits."""
+    gallery = imagen_explorer.gallery
+    with running_app(imagen_explorer, tmp_path) as server:
+        page.goto(server["url"])
+        page.wait_for_selector("#browse button.thumbnail-item")
+        assert page.locator("#browse button.thumbnail-item").count() == 200
+        assert "Showing 1\u2013200 of 1,000 images" in page.locator("#browse-info").inner_text()
+        assert page.locator("#browse-previous").is_disabled()
+        page.locator("#browse-next").click()
+        page.wait_for_function("() => document.querySelector('#browse-info').innerText.includes('201\u2013400')")
+        assert page.locator("#browse-previous").is_enabled()
+        page.locator('#browse button[aria-label="Thumbnail 1 of 200"]').click()  # the first of page two: item 200
+        name = server["handlers"].browser.item_caption(200)  # "#200 <its label>"
+        page.wait_for_function("(name) => document.querySelector('#slot-a').innerText.includes(name)", arg=name)
+        label = gallery.items[0].label
+        page.locator("#browse-filter textarea").fill(label)
+        matching = sum(item.label == label or label in item.path for item in gallery.items)
+        page.wait_for_function("(n) => document.querySelectorAll('#browse button.thumbnail-item').length === n",
+                               arg=matching)
+        assert f"match \u201c{label}\u201d" in page.locator("#browse-info").inner_text()
+        assert not page.locator("#browse-next").is_visible()

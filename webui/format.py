@@ -131,13 +131,18 @@ def report_json(report) -> str:
     return json.dumps(report.as_dict(), indent=1, ensure_ascii=False, default=str)
 
 
-def browse_note(shown: int, total: int, query: str = "") -> str:
-    """The line above a browse panel showing ``shown`` of the gallery's ``total`` images for ``query``."""
-    if not shown:
+def browse_note(first: int, last: int, matching: int, total: int, query: str = "") -> str:
+    """The line above a browse panel showing images ``first`` to ``last`` (counted from 1) of the
+    ``matching`` ones for ``query``, in a gallery of ``total``."""
+    query = (query or "").strip()
+    if not matching:
         return f"No gallery image matches \u201c{query}\u201d."
-    if query and query.strip():
-        return f"{shown} of {total} images match \u201c{query.strip()}\u201d."
-    return f"Showing {shown} of {total} images." + (" Type to filter." if shown < total else "")
+    paged = last - first + 1 < matching
+    shown = f"{first:,}\u2013{last:,}" if paged else f"{matching:,}"
+    if query:
+        note = f"{matching:,} of {total:,} images match \u201c{query}\u201d."
+        return note + (f" Showing {shown}." if paged else "")
+    return f"Showing {shown} of {total:,} images." + (" Type to filter, or turn the page." if paged else "")
 
 
 def info_markdown(info: dict, announcements: list[str]) -> str:

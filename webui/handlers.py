@@ -2,9 +2,10 @@
 
 Each handler with several outputs returns a NamedTuple whose fields name the components it updates;
 :func:`webui.page.build_demo` wires each event's outputs from those field names, so no result is a
-tuple counted by hand. Handlers raise ``gr.Error`` for what the user must fix; :func:`user_facing`
-turns the pipeline's user errors into ``gr.Error`` too (one log line each, no traceback), and anything
-else into a generic message (the traceback is logged).
+tuple counted by hand. Handlers raise ``gr.Error`` for what the user must fix; the page wraps each in
+:func:`webui.guard.user_facing`, which turns the pipeline's user errors into ``gr.Error`` too (one log
+line each, no traceback), and anything else into a generic message (the traceback is logged). The
+browse panels' handlers are :class:`webui.browsing.GalleryBrowser` (``Handlers.browser``).
 
 The inputs of every event are checked before Gradio touches them (:mod:`webui.api_inputs`, installed by
 :func:`webui.page.build_demo`); the handlers run the same checks again, so that a direct call (a test,
@@ -13,69 +14,32 @@ handler that may decode uploads returns (:func:`webui.memory.releasing_memory`, 
 """
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import gradio as gr
-from PIL import Image
 
 from pipeline.chat import answer_question, literal_markdown
 from pipeline.config import PROJECT_ROOT
 from pipeline.default_gallery import EXAMPLES
-from pipeline.errors import UserError, error_line
 from pipeline.images import describe, file_sha256
 from pipeline.reports import DEFAULT_EVAL_DIR, eval_reports, report_figures, report_text
 from pipeline.web_copies import PREVIEW_SIZE, WebCopies, figure_copy
 
 from . import api_inputs
 from . import format as fmt
+from .browsing import GalleryBrowser, web_value
 from .word_panel import word_space_html
 
 log = logging.getLogger("iae.app")
 
-MAX_BROWSE = 1000  # thumbnails shown at once in a browse panel; the filter finds the others
-MAX_LOGGED_CHARS = 300
 MAX_CHAT_MESSAGES = 50  # the conversation kept (and sent back with each answer): the newest messages
 ROLES = ("A", "B", "C")
-GENERIC_ERROR = ("Something went wrong on our side while answering. The error was logged; "
-                 "please try again, or try other images.")
 
 # The talk's three "cheating" analogies (DESIGN.md section 1), offered when the gallery has those labels.
 TALK_ANALOGIES = (("sheep", "camel", "seal"), ("flute", "oboe", "domestic cat"),
                   ("brassiere", "maillot", "guacamole"))
-
-
-def user_facing(fn: Callable) -> Callable:
-    """Run a handler; a ``gr.Error`` it raises, or a pipeline user error (as ``gr.Error(one line)``),
-    reaches the user and is logged in one line, without a traceback; anything unexpected is logged
-    with its traceback and becomes a generic ``gr.Error``."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error as exc:
-            exc.print_exception = False
-            _log_refusal(fn, exc.message)
-            raise
-        except UserError as exc:
-            message = error_line(exc)
-            _log_refusal(fn, message)
-            raise gr.Error(message, title="Cannot do that", print_exception=False) from None
-        except Exception:
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(GENERIC_ERROR, title="Error", print_exception=False) from None
-
-    return wrapper
-
-
-def _log_refusal(fn: Callable, message) -> None:
-    text = " ".join(str(message).split())
-    if len(text) > MAX_LOGGED_CHARS:
-        text = text[:MAX_LOGGED_CHARS] + "..."
-    log.warning("refused %s: %s", fn.__name__, text)
 
 
 # --- named results: the fields name the components an event updates, in the order it updates them ---
@@ -136,17 +100,6 @@ class Asked(NamedTuple):
         return cls(chat=chat, history=chat, report=report, question_box="", **kept)
 
 
-class Filtered(NamedTuple):
-    browse: list  # [(web copy, caption)]
-    browse_ids: list[int]  # the gallery ids shown, in order (session state)
-    browse_info: str
-
-
-class BrowsePanel(NamedTuple):
-    browse: Any  # [(web copy, caption)], or gr.skip() when the panel is already filled
-    browse_ids: Any  # the gallery ids shown, in order (session state), or gr.skip()
-
-
 class Picked(NamedTuple):
     slot_a: Any  # gr.Image update for the picked slot, gr.skip() for the others
     slot_b: Any
@@ -170,11 +123,6 @@ class EvalView(NamedTuple):
     figures: list  # [(copy, file name)]
 
 
-def web_value(copy) -> Any:
-    """A web copy (:mod:`pipeline.web_copies`) as a Gradio value: a file path as text, an image as is."""
-    return str(copy) if isinstance(copy, Path) else copy
-
-
 class Handlers:
     """What the page's events call, for one Explorer whose gallery is open."""
 
@@ -184,6 +132,7 @@ class Handlers:
         self.eval_dir = Path(eval_dir) if eval_dir is not None else DEFAULT_EVAL_DIR
         self.thumbnails = WebCopies(self.gallery)
         self.previews = WebCopies(self.gallery, PREVIEW_SIZE, kind="previews")
+        self.browser = GalleryBrowser(self.gallery, self.thumbnails)
         self.figures_folder = Path(explorer.settings.cache_dir) / "eval-figures"
 
     def served_folders(self) -> list[Path]:
@@ -207,32 +156,11 @@ class Handlers:
                 return found
         return None
 
-    # gallery browsing ----------------------------------------------------------------------------
-
-    def item_caption(self, item_id: int) -> str:
-        return f"#{item_id} {fmt.item_name(self.gallery.items[item_id])}"
-
-    def browse_ids(self, query: str = "") -> list[int]:
-        """Gallery ids whose label or path contains every word of ``query`` (all when empty), at most
-        :data:`MAX_BROWSE`."""
-        words = (query or "").lower().split()
-        ids = [item.id for item in self.gallery.items
-               if all(w in f"{item.label or ''} {item.path}".lower() for w in words)]
-        return ids[:MAX_BROWSE]
-
-    def browse_value(self, ids: list[int]) -> list[tuple[str, str]]:
-        return [(web_value(p), self.item_caption(i)) for i, p in zip(ids, self.thumbnails.prepare(ids))]
-
-    def filter_gallery(self, query: str) -> Filtered:
-        """The browse panel for ``query`` (at most :data:`webui.api_inputs.MAX_FILTER_CHARS` characters)."""
-        query = api_inputs.filter_text(query)
-        ids = self.browse_ids(query)
-        return Filtered(browse=self.browse_value(ids), browse_ids=ids,
-                        browse_info=fmt.browse_note(len(ids), len(self.gallery), query))
+    # picking from the browse panels -------------------------------------------------------------
 
     def pick(self, slot: str, ids: list[int], evt: gr.SelectData) -> Picked:
         """A click on a browse thumbnail: fill ``slot`` (A, B or C) and move the selector to the next slot."""
-        item_id = self.picked_id(ids, evt)
+        item_id = self.browser.picked_id(ids, evt)
         slot = slot if slot in ROLES else "A"
         update = gr.Image(value=self.preview(item_id))
         slots = [update if role == slot else gr.skip() for role in ROLES]
@@ -245,36 +173,12 @@ class Handlers:
         path = Path(str(image.get("path") if isinstance(image, dict) else image))
         found = self.find_item(path)
         if found is not None:
-            return gr.Image(label=f"{role}: {self.item_caption(found)}")
+            return gr.Image(label=f"{role}: {self.browser.item_caption(found)}")
         return gr.Image(label=f"{role}: {describe(path)} (uploaded)")
-
-    def picked_id(self, ids: list[int], evt: gr.SelectData | None) -> int:
-        """The gallery id a click on a browse panel chose: ``ids[evt.index]``. The page sends the index
-        (any API caller can send anything): only a whole number within the panel is accepted, and the
-        ids come from the server-side session state."""
-        index = getattr(evt, "index", None)
-        if isinstance(index, (list, tuple)) and index:
-            index = index[0]
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise gr.Error("Click a gallery thumbnail to pick it.")
-        if not ids or not 0 <= index < len(ids):
-            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
-        item_id = ids[index]
-        if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 <= item_id < len(self.gallery):
-            raise gr.Error("That thumbnail is no longer in the gallery panel; filter again and pick another.")
-        return item_id
-
-    def classifier_browse(self, shown_ids: list[int]) -> BrowsePanel:
-        """The classifier tab's browse panel, filled the first time a session opens the tab (the page
-        starts with it empty: two panels of up to 1,000 thumbnails were a third of building the page)."""
-        if shown_ids:
-            return BrowsePanel(gr.skip(), gr.skip())
-        ids = self.browse_ids("")
-        return BrowsePanel(self.browse_value(ids), ids)
 
     def pick_for_classifier(self, ids: list[int], evt: gr.SelectData) -> PickedForClassifier:
         """A click on the classifier tab's browse panel: show the item and what the classifier sees."""
-        item_id = self.picked_id(ids, evt)
+        item_id = self.browser.picked_id(ids, evt)
         return PickedForClassifier(self.preview(item_id), *self.classify(item_id))
 
     # analogy -------------------------------------------------------------------------------------
@@ -377,7 +281,7 @@ class Handlers:
                 pass
             return EvalView(fmt.no_report_markdown(shown), [])
         text = fmt.report_markdown(report_text(folder), folder.name, self.eval_dir.name, newest=folder == reports[0])
-        figures = [(copy if isinstance(copy, Image.Image) else str(copy), p.name)
+        figures = [(web_value(copy), p.name)
                    for p in report_figures(folder, self.eval_dir)
                    if (copy := figure_copy(p, self.figures_folder)) is not None]
         return EvalView(text, figures)

@@ -18,11 +18,10 @@ from pipeline.intents import MAX_QUESTION_CHARS
 from pipeline.reports import eval_reports
 from pipeline.vectors import ALL_METHODS
 
-from . import api_inputs, class_panel
-from . import format as fmt
-from . import why
-from .handlers import (ROLES, TALK_ANALOGIES, Asked, BrowsePanel, Classified, EvalView, Filtered, Handlers, Picked,
-                       PickedForClassifier, Solved, user_facing)
+from . import api_inputs, class_panel, why
+from .browsing import browse_panel
+from .guard import user_facing
+from .handlers import ROLES, TALK_ANALOGIES, Asked, Classified, EvalView, Handlers, Picked, PickedForClassifier, Solved
 from .memory import releasing_memory
 
 CONCURRENCY_ID = "models"  # every event that runs a model or the pipeline shares this group
@@ -101,8 +100,6 @@ def build_demo(h: Handlers) -> gr.Blocks:
     # hashing and copying each into its cache (1,000 for imagen at every start). They are only ever shown;
     # the previews put in the slots are copied as before, since what a slot sends back must be an upload.
     gr.set_static_paths([h.thumbnails.folder])
-    first_ids = h.browse_ids("")
-    browse_value = h.browse_value(first_ids)
     with gr.Blocks(title="Image Analogy Explainer", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         report_state = gr.State(None)
         history_state = gr.State([])  # the chat's conversation: kept here, never taken from the client
@@ -111,7 +108,7 @@ def build_demo(h: Handlers) -> gr.Blocks:
                     "whether the answer is a real analogy or a cheat.")
         gr.Markdown(h.info_markdown(), elem_id="gallery-info")
         with gr.Tabs():
-            checks = {**_analogy_tab(h, report_state, history_state, first_ids, browse_value),
+            checks = {**_analogy_tab(h, report_state, history_state),
                       **_classifier_tab(h),
                       **_evaluation_tab(h, demo)}
     api_inputs.install(demo, checks)
@@ -119,8 +116,7 @@ def build_demo(h: Handlers) -> gr.Blocks:
     return demo
 
 
-def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, first_ids: list[int],
-                 browse_value: list) -> Checks:
+def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State) -> Checks:
     settings = h.explorer.settings
     example_paths, example_labels = h.examples()
     with gr.Tab("Analogy", id="analogy"):
@@ -144,21 +140,13 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
                 if example_paths:
                     gr.Examples(example_paths, inputs=slots, label="Example triples", example_labels=example_labels)
             with gr.Column(scale=2):
-                browse_filter = gr.Textbox(label="Gallery (click a thumbnail to pick it)",
-                                           placeholder="filter by label or file name, e.g. cat",
-                                           max_length=api_inputs.MAX_FILTER_CHARS)
-                browse_ids = gr.State(first_ids)
-                browse_info = gr.Markdown(fmt.browse_note(len(first_ids), len(h.gallery)))
-                browse = gr.Gallery(browse_value, columns=4, height=460, allow_preview=False,
-                                    show_label=False, object_fit="cover", elem_id="browse")
+                panel, browse_checks = browse_panel(h.browser, "Gallery (click a thumbnail to pick it)", columns=4,
+                                                    height=460, elem_id="browse")
 
-        # picking A, B and C: a click on a thumbnail fills the selected slot; the filter narrows the panel
-        browse.select(user_facing(h.pick), inputs=[slot, browse_ids],
-                      outputs=outputs(Picked, slot_a=slots[0], slot_b=slots[1], slot_c=slots[2], slot=slot),
-                      api_visibility="private", concurrency_limit=None)
-        browse_filter.change(user_facing(h.filter_gallery), inputs=browse_filter,
-                             outputs=outputs(Filtered, browse=browse, browse_ids=browse_ids, browse_info=browse_info),
-                             api_visibility="private", trigger_mode="always_last")
+        # picking A, B and C: a click on a thumbnail fills the selected slot
+        panel.browse.select(user_facing(h.pick), inputs=[slot, panel.browse_ids],
+                            outputs=outputs(Picked, slot_a=slots[0], slot_b=slots[1], slot_c=slots[2], slot=slot),
+                            api_visibility="private", concurrency_limit=None)
         for role, image in zip(ROLES, slots):  # however a slot is filled, its label says with what
             image.change(functools.partial(h.slot_label, role), inputs=image, outputs=image,
                          api_visibility="private", concurrency_limit=None, queue=False)
@@ -213,7 +201,7 @@ def _analogy_tab(h: Handlers, report_state: gr.State, history_state: gr.State, f
                 slot: functools.partial(api_inputs.choice, choices=ROLES),
                 method: api_inputs.method, layer: api_inputs.layer, exclude: api_inputs.exclude,
                 top_k: functools.partial(api_inputs.top_k, max_top_k=settings.max_top_k),
-                question: api_inputs.question, browse_filter: api_inputs.filter_text}
+                question: api_inputs.question, **browse_checks}
 
 
 def _classifier_tab(h: Handlers) -> Checks:
@@ -225,23 +213,23 @@ def _classifier_tab(h: Handlers) -> Checks:
                 image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"],
                                     height=300, elem_id="classifier-image")
                 button = gr.Button("What does the classifier see?", variant="primary")
-                ids = gr.State([])  # filled with the panel when the tab is first opened
-                browse = gr.Gallery(columns=5, height=300, allow_preview=False,
-                                    label="Or click a gallery image", object_fit="cover")
+                # filled when a session first opens the tab (most never do)
+                panel, browse_checks = browse_panel(h.browser, "Or click a gallery image", columns=5, height=300,
+                                                    elem_id="classifier-browse", filled=False)
             with gr.Column(scale=2):
                 labels = gr.Label(num_top_classes=5, label="Top-5 ImageNet labels", elem_id="classifier-labels")
                 caption = gr.Markdown(elem_id="classifier-caption")
 
-        tab.select(user_facing(h.classifier_browse), inputs=ids, outputs=outputs(BrowsePanel, browse=browse, browse_ids=ids),
+        tab.select(user_facing(h.browser.fill_once), inputs=panel.browse_ids, outputs=panel.outputs,
                    api_visibility="private")
         classified = outputs(Classified, labels=labels, caption=caption)
         button.click(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
         image.upload(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_visibility="private",
                      **MODEL_BOUND)
-        browse.select(user_facing(h.pick_for_classifier), inputs=ids,
+        panel.browse.select(user_facing(h.pick_for_classifier), inputs=panel.browse_ids,
                       outputs=outputs(PickedForClassifier, image=image, labels=labels, caption=caption),
                       api_visibility="private", **MODEL_BOUND)
-        return {image: api_inputs.uploaded_image}
+        return {image: api_inputs.uploaded_image, **browse_checks}
 
 
 def _evaluation_tab(h: Handlers, demo: gr.Blocks) -> Checks:

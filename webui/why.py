@@ -23,7 +23,7 @@ from pipeline.geometry import geometry_sentence
 from pipeline.insight import SPACE_FIGURES, heatmap_pngs
 
 from .format import md_escape
-from .handlers import user_facing
+from .guard import user_facing
 
 HEATMAP_HINT = ("Where the network looks: Grad-CAM overlays of A, B, C and the answer D, toward the query "
                 "b - a + c and toward C alone (a few seconds).")
