@@ -1,9 +1,9 @@
 """The Image Analogy Explainer web app (Gradio 6): ``python app.py``.
 
 Opens the embedded default gallery (``--gallery DIR`` for any folder of images), builds or loads its
-cache with console progress, prepares the browse panels' thumbnails and what questions read (no model
-is loaded until an upload needs one), and serves the page built by :mod:`webui`: A, B and C uploaded or picked from the gallery; the analogy
-A : B :: C : ? answered in image space and caption space side by side, with verdicts, what would win
+cache with console progress, makes the browse panels' missing thumbnails, prepares what questions
+read (no model is loaded until an upload needs one), and serves the page built by :mod:`webui`: A, B
+and C uploaded or picked from the gallery (a page of thumbnails at a time); the analogy A : B :: C : ? answered in image space and caption space side by side, with verdicts, what would win
 without exclusion, and an explainer to chat with; what the classifier sees in any image; the
 evaluation reports (newest first).
 
@@ -105,11 +105,11 @@ def open_gallery(args: argparse.Namespace, progress) -> Explorer:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Open the gallery, prepare the thumbnails, warm up, then serve the page until stopped."""
+    """Open the gallery, make its missing thumbnails, warm up, then serve the page until stopped."""
     progress = tqdm_progress(True)  # console bars, one per stage
     explorer = open_gallery(args, progress)
     handlers = Handlers(explorer, eval_dir=args.eval_dir)
-    handlers.thumbnails.prepare(handlers.browse_ids(""), progress)
+    handlers.thumbnails.make_missing(range(len(handlers.gallery)), progress)  # so that turning a page is quick
     warm_up(explorer, progress)
     demo = build_demo(handlers)
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT))

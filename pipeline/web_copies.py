@@ -131,6 +131,16 @@ class WebCopies:
                     progress(n, len(ids), "thumbnails")
         return out
 
+    def make_missing(self, ids: list[int], progress: Callable[[int, int, str], None] | None = None) -> int:
+        """Make the copies of ``ids`` that have no file yet (two at a time; ``progress`` as in
+        :meth:`prepare`, over the missing ones) and return how many that was. Copies already on disk are
+        not read: each is checked when first used (:meth:`path`). One folder listing when none is missing."""
+        listing = self._listing()
+        missing = [i for i in ids if self.gallery.items[i].sha256[:32] not in listing]
+        if missing:
+            self.prepare(missing, progress)
+        return len(missing)
+
 
 def figure_copy(png: Path, folder: Path) -> Path | Image.Image | None:
     """A copy of an evaluation figure in ``folder`` (``<content hash>.png``), the only place figures

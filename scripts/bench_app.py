@@ -33,6 +33,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGEN = REPO.parent / "shared" / "data" / "imagen"
+POLL_SECONDS = 0.02  # how often the page is asked for while the app starts: the start is timed to within this
 sys.path.insert(0, str(REPO))
 
 
@@ -70,7 +71,7 @@ class Server:
                     return time.perf_counter() - self.started
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(POLL_SECONDS)
         raise TimeoutError(f"app.py was not ready after {timeout:.0f} s; see {self.log.name}")
 
     def stop(self) -> None:

@@ -230,6 +230,27 @@ def test_damaged_web_copies_are_made_again(reference, default_explorer, tmp_path
     print(f"{checked} damaged web copies made again")
 
 
+def test_making_missing_thumbnails_reads_none_of_the_others(reference, tmp_path):
+    gallery, _ = build_gallery(reference["root"], reference["settings"], reference["models"])
+    first = WebCopies(gallery, THUMB_SIZE, "thumbs")
+    first.folder = tmp_path / "thumbs-160"
+    progress = []
+    assert first.make_missing(range(N_IMAGES), lambda *step: progress.append(step)) == N_IMAGES
+    assert progress[-1] == (N_IMAGES, N_IMAGES, "thumbnails")
+    good = {i: first.path(i).read_bytes() for i in range(N_IMAGES)}
+    first.path(0).unlink()
+    first.path(1).unlink()
+    damaged = first.path(2)
+    damaged.write_bytes(b"damaged")
+    fresh = WebCopies(gallery, THUMB_SIZE, "thumbs")  # a new process
+    fresh.folder = first.folder
+    assert fresh.make_missing(range(N_IMAGES)) == 2  # only the two without a file
+    assert damaged.read_bytes() == b"damaged"  # the others were not read
+    assert fresh.path(2).read_bytes() == good[2]  # the damaged one is found when it is first used, and made again
+    assert [fresh.path(i).read_bytes() for i in range(N_IMAGES)] == [good[i] for i in range(N_IMAGES)]
+    assert fresh.make_missing(range(N_IMAGES)) == 0
+
+
 def test_an_unwritable_store_still_shows_images(reference, tmp_path):
     gallery, _ = build_gallery(reference["root"], reference["settings"], reference["models"])
     copies = WebCopies(gallery, PREVIEW_SIZE, "previews")
