@@ -160,6 +160,12 @@ def test_limits_and_concurrency_are_wired(default_explorer, tmp_path):
     assert [type(c).__name__ for c in by_name["ask"].inputs] == ["Textbox", "State", "State"]
     # any existing report can be named through /evaluation (the dropdown's choices arrive with the page)
     assert by_name["evaluation"].inputs[0].allow_custom_value
+    # thumbnails are served where they are, not copied into Gradio's cache; the folder is given to Gradio once
+    browse = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "browse")
+    assert [Path(shown["image"]["path"]).parent for shown in browse.value] == [h.thumbnails.folder] * 40
+    build_demo(h)
+    from gradio.data_classes import _StaticFiles  # Gradio's list of such folders (private: no public reader)
+    assert _StaticFiles.all_paths.count(h.thumbnails.folder.resolve()) == 1
 
 
 # --- handlers, called directly -------------------------------------------------------------------

@@ -9,6 +9,7 @@ state: the Chatbot is an output only, and ``/ask`` takes the new question alone.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -93,13 +94,25 @@ def outputs(result: type[NamedTuple], **components) -> list:
     return [components[name] for name in result._fields]
 
 
+_STATIC_FOLDERS: set[Path] = set()  # the folders this process has given to gr.set_static_paths
+
+
+def _serve_in_place(folder: Path) -> None:
+    """Let Gradio serve ``folder``'s files where they are (``gr.set_static_paths``), once per process:
+    Gradio keeps a list that each call extends, and checks every file it serves against all of it."""
+    folder = Path(folder).resolve()
+    if folder not in _STATIC_FOLDERS:
+        gr.set_static_paths([folder])
+        _STATIC_FOLDERS.add(folder)
+
+
 def build_demo(h: Handlers) -> gr.Blocks:
     """The app's page over ``h`` (its Explorer's gallery is open). Queue on; the events that run a
     model or the pipeline share one concurrency group."""
     # Thumbnails are named by their content and never change: Gradio serves them where they are instead of
     # hashing and copying each into its cache (1,000 for imagen at every start). They are only ever shown;
     # the previews put in the slots are copied as before, since what a slot sends back must be an upload.
-    gr.set_static_paths([h.thumbnails.folder])
+    _serve_in_place(h.thumbnails.folder)
     with gr.Blocks(title="Image Analogy Explainer", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         report_state = gr.State(None)
         history_state = gr.State([])  # the chat's conversation: kept here, never taken from the client
