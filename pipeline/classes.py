@@ -72,7 +72,7 @@ class ClassAnswer:
 
     @property
     def top_class(self) -> str | None:
-        return self.classes[self.answer.top[0][0]] if self.answer.top else None
+        return self.answer.top_name(self.classes)
 
     def as_dict(self) -> dict:
         """``{"kind": "class", "class", "score", "top": [{"class", "score"}], "baselines",

@@ -38,6 +38,10 @@ class RowAnswer:
     excluded: list[int]
     without_exclusion: dict
 
+    def top_name(self, names: Sequence[str]) -> str | None:
+        """``names[row]`` of the best row (None when every row was excluded)."""
+        return names[self.top[0][0]] if self.top else None
+
     def named(self, names: Sequence[str], key: str) -> dict:
         """The answer with rows replaced by ``names[row]`` under ``key`` (e.g. "word"), scores rounded to
         6 decimals: ``{key, "score", "top": [{key, "score"}], "baselines": {method: {key, "score"} or

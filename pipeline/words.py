@@ -260,7 +260,7 @@ class WordAnswer:
 
     @property
     def word(self) -> str | None:
-        return self.keys[self.answer.top[0][0]] if self.answer.top else None
+        return self.answer.top_name(self.keys)
 
     def as_dict(self) -> dict:
         """``{"word", "score", "top": [{"word", "score"}], "without_exclusion": {"word", "score",
