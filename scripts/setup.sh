@@ -20,3 +20,7 @@ if [ "$mode" = test ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# Compile the project's own modules, as pip does for installed packages: where PYTHONDONTWRITEBYTECODE is
+# set (this project's machines), Python would otherwise compile them again at every start (0.14 s of the
+# app's). Only changed files are compiled; a module edited later is compiled in memory until the next run.
+.venv/bin/python -m compileall -q app.py pipeline webui eval >/dev/null
