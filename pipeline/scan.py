@@ -6,6 +6,7 @@ else an optional ``labels.csv`` (``file,label``) at the root.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -18,24 +19,37 @@ IMAGEN_NAME = re.compile(r"^(n\d{8})_(\d+)_(.+)$")
 def scan_folder(root: Path) -> list[str]:
     """Relative paths (sorted, forward slashes) of image files under ``root``, by suffix.
 
-    Hidden files and folders are skipped, and so is any link that resolves outside ``root``.
+    Hidden files and folders are skipped, links to folders are not followed, and a link to a file is
+    kept only when it resolves to a file inside ``root``. One ``os.scandir`` per folder: only links
+    are resolved (imagen's 1,000 files: 0.045 s with ``Path.rglob`` and a ``resolve`` per file).
     """
-    root = Path(root)
-    real_root = root.resolve()
+    real_root = Path(root).resolve()
     found = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    folders = [(str(root), "")]  # (folder, its path relative to root + "/"): a stack, not recursion
+    while folders:
+        folder, prefix = folders.pop()
         try:
-            resolved = path.resolve()
-            if not resolved.is_relative_to(real_root) or not resolved.is_file():
-                continue
+            entries = list(os.scandir(folder))
         except OSError:
             continue
-        found.append(relative.as_posix())
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, f"{prefix}{entry.name}/"))
+                    continue
+                if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+                    continue
+                if entry.is_symlink():
+                    resolved = Path(entry.path).resolve()
+                    if not resolved.is_relative_to(real_root) or not resolved.is_file():
+                        continue
+                elif not entry.is_file(follow_symlinks=False):
+                    continue
+            except OSError:
+                continue
+            found.append(prefix + entry.name)
     return sorted(found)
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from pipeline import default_gallery
 from pipeline.gallery import GalleryError, build_gallery, label_for, scan_folder
+from pipeline.images import IMAGE_SUFFIXES
 from pipeline.models import Models
 from tests.conftest import imagen_file
 
@@ -33,6 +34,47 @@ def test_scan_skips_hidden_files_non_images_and_links_out_of_the_folder(tmp_path
     os.symlink(outside, root / "escape.png")
     os.symlink(root / "a.png", root / "inside_link.png")
     assert scan_folder(root) == ["a.png", "inside_link.png", "sub/b.JPG"]
+
+
+def reference_scan(root: Path) -> list[str]:
+    """What scan_folder returned before it used os.scandir: Path.rglob, a resolve per file."""
+    real_root = root.resolve()
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        resolved = path.resolve()
+        if resolved.is_relative_to(real_root) and resolved.is_file():
+            found.append(relative.as_posix())
+    return sorted(found)
+
+
+def test_scan_equals_the_path_rglob_reference_on_a_tricky_tree(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "o.jpg").write_bytes(b"x")
+    root = tmp_path / "g"
+    for folder in ("a/b/c", "a/.h/d", "x.jpg", "e f", "ünï"):  # a folder named like an image, spaces, accents
+        (root / folder).mkdir(parents=True)
+    for name in ("a/1.jpg", "a/b/2.JPEG", "a/b/c/3.png", "a/.h/d/4.jpg", "a/.5.jpg", "e f/6.WebP", "ünï/7.gif",
+                 "8.tar.jpg", "9.", "10.txt", "x.jpg/11.bmp", "12.jpg.txt"):
+        (root / name).write_bytes(b"x")
+    os.symlink(outside / "deep" / "o.jpg", root / "out.jpg")  # a file outside
+    os.symlink(outside, root / "outdir")  # a folder outside: not followed
+    os.symlink(root / "a", root / "a_again")  # a folder inside: not followed either
+    os.symlink(root / "a" / "1.jpg", root / "a" / "b" / "in.jpg")  # a file inside
+    os.symlink(root / "a" / "b", root / "dir.jpg")  # a folder named like an image
+    os.symlink(tmp_path / "missing.jpg", root / "broken.jpg")
+    os.mkfifo(root / "pipe.jpg")
+    shown = scan_folder(root)
+    assert shown == reference_scan(root)
+    assert shown == ["8.tar.jpg", "a/1.jpg", "a/b/2.JPEG", "a/b/c/3.png", "a/b/in.jpg", "e f/6.WebP",
+                     "x.jpg/11.bmp", "ünï/7.gif"]
+    deep = root / "/".join(["n"] * 300)  # deeper than one would recurse comfortably
+    deep.mkdir(parents=True)
+    (deep / "z.png").write_bytes(b"x")
+    assert scan_folder(root) == reference_scan(root)
 
 
 def test_build_errors_are_plain(tmp_path, settings):
