@@ -439,12 +439,14 @@ def test_classifier_view_for_gallery_items_and_uploads(handlers, default_explore
 
 
 def test_classifier_browse_panel_is_filled_when_its_tab_is_first_opened(handlers):
-    first = handlers.browser.fill_once([])
+    first = handlers.browser.fill_once("", [])
     assert first.browse_ids == handlers.browser.matching("") and len(first.browse) == len(handlers.gallery)
     assert [caption for _, caption in first.browse] == [handlers.browser.item_caption(i) for i in first.browse_ids]
     assert all(Path(copy).is_file() for copy, _ in first.browse)
-    again = handlers.browser.fill_once(first.browse_ids)  # opened again in the same session: nothing is sent
+    again = handlers.browser.fill_once("", first.browse_ids)  # opened again in the same session: nothing is sent
     assert tuple(again) == tuple(gr.skip() for _ in again)
+    # a filter that matched nothing left the panel empty: opening the tab again keeps to that filter
+    assert handlers.browser.fill_once("no such thing", []).browse_info == "No gallery image matches \u201cno such thing\u201d."
 
 
 def test_follow_up_chat(handlers, default_explorer):

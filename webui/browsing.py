@@ -29,6 +29,7 @@ class Panel(NamedTuple):
     """A browse panel's components that its tab's events read or update."""
     browse: Any  # gr.Gallery of thumbnails (its select event: a click)
     browse_ids: Any  # gr.State: the gallery ids on the page shown, in order
+    filter_box: Any  # gr.Textbox
     outputs: list  # the components a :class:`BrowseView` updates, in its order
 
 
@@ -86,12 +87,12 @@ class GalleryBrowser:
         """The page ``step`` pages from ``page`` (session state) for ``query``."""
         return self.view(query, (page if isinstance(page, int) else 0) + step)
 
-    def fill_once(self, shown_ids: list[int]) -> BrowseView:
-        """The first page of a panel that starts empty, when its tab is first opened; nothing when the
-        session's panel is filled already."""
+    def fill_once(self, query: str, shown_ids: list[int]) -> BrowseView:
+        """The first page for ``query`` (the filter box as it is) of a panel that starts empty, when its
+        tab is opened; nothing when the session's panel shows thumbnails already."""
         if shown_ids:
             return BrowseView(*(gr.skip() for _ in BrowseView._fields))
-        return self.view("", 0)
+        return self.view(query, 0)
 
     def picked_id(self, ids: list[int], evt: gr.SelectData | None) -> int:
         """The gallery id a click on a browse panel chose: ``ids[evt.index]``. The page sends the index
@@ -141,4 +142,4 @@ def browse_panel(browser: GalleryBrowser, label: str, columns: int, height: int,
     for button, step in ((previous, -1), (next_, 1)):
         button.click(user_facing(functools.partial(browser.turn, step)), inputs=[filter_box, page], outputs=shown,
                      api_visibility="private")
-    return Panel(browse, ids, shown), {filter_box: api_inputs.filter_text}
+    return Panel(browse, ids, filter_box, shown), {filter_box: api_inputs.filter_text}

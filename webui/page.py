@@ -233,15 +233,15 @@ def _classifier_tab(h: Handlers) -> Checks:
                 labels = gr.Label(num_top_classes=5, label="Top-5 ImageNet labels", elem_id="classifier-labels")
                 caption = gr.Markdown(elem_id="classifier-caption")
 
-        tab.select(user_facing(h.browser.fill_once), inputs=panel.browse_ids, outputs=panel.outputs,
-                   api_visibility="private")
+        tab.select(user_facing(h.browser.fill_once), inputs=[panel.filter_box, panel.browse_ids],
+                   outputs=panel.outputs, api_visibility="private")
         classified = outputs(Classified, labels=labels, caption=caption)
         button.click(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_name="classify", **MODEL_BOUND)
         image.upload(user_facing(releasing_memory(h.classify)), inputs=image, outputs=classified, api_visibility="private",
                      **MODEL_BOUND)
         panel.browse.select(user_facing(h.pick_for_classifier), inputs=panel.browse_ids,
-                      outputs=outputs(PickedForClassifier, image=image, labels=labels, caption=caption),
-                      api_visibility="private", **MODEL_BOUND)
+                            outputs=outputs(PickedForClassifier, image=image, labels=labels, caption=caption),
+                            api_visibility="private", **MODEL_BOUND)
         return {image: api_inputs.uploaded_image, **browse_checks}
 
 
