@@ -29,7 +29,7 @@ from .errors import RerunImpossible
 from .chat_why import HANDLERS as WHY_HANDLERS
 from .intents import match_intent, roles_in, spaces_in
 from .explain import (exclusion_word, fmt, input_ref, item_ref, labels_text, space_message, space_name, templates,
-                      without_exclusion_message)
+                      without_exclusion_message, word_space_message)
 
 
 _PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
@@ -253,6 +253,11 @@ def _reply_image_space(explorer, report, question):
     return _space_details(report, "image_space"), report
 
 
+def _reply_word_space(explorer, report, question):
+    data = report.as_dict()
+    return word_space_message(data["word_space"], data["inputs"]), report
+
+
 ECHOED_CHARS = 80  # a question the chat cannot answer is quoted up to this many characters
 
 
@@ -267,7 +272,7 @@ _HANDLERS = {
     "help": _reply_help, "compare_methods": _reply_compare_methods, "without_exclusion": _reply_without_exclusion,
     "top_k": _reply_top_k, "sees": _reply_sees, "layer": _reply_layer, "method": _reply_method, "why": _reply_why,
     "agreement": _reply_agreement, "text_answer": _reply_text_answer, "caption_space": _reply_caption_space,
-    "image_space": _reply_image_space, **WHY_HANDLERS,
+    "image_space": _reply_image_space, "word_space": _reply_word_space, **WHY_HANDLERS,
 }
 
 

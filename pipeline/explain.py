@@ -68,8 +68,9 @@ def input_ref(inp: dict) -> str:
 
 
 def space_name(space: str) -> str:
-    """The name of a space key ("caption", "image:pooled", ...) in words ("caption space", ...)."""
-    return templates()["spaces"]["caption" if space == "caption" else "image"]
+    """The name of a space key ("caption", "word", "image:pooled", ...) in words ("caption space", ...)."""
+    names = templates()["spaces"]
+    return names.get(space, names["image"])
 
 
 def exclusion_word(exclude: bool) -> str:
@@ -234,6 +235,34 @@ def space_message(space: dict, inputs: list[dict], text: dict | None = None) -> 
     return "\n\n".join(blocks)
 
 
+def word_space_message(word: dict | None, inputs: list[dict]) -> str:
+    """Message 4: word space (``report.as_dict()["word_space"]``, None without GloVe): each input's
+    words and where they come from, the free word analogy over GloVe's vocabulary, then the answer
+    among the gallery's items as in the other spaces (:func:`space_message`)."""
+    t = templates()["messages"]
+    if word is None:
+        return t["no_word_space"]
+    lines = [t["word_title"]]
+    for i in word["inputs"]:
+        missing = t["word_missing"].format(missing=", ".join(i["missing"])) if i["missing"] else ""
+        source = t["word_sources"].get(i["source"], i["source"])
+        known = t["word_separator"].join(i["words"]) or t["word_none_known"]
+        lines.append(t["word_input"].format(role=i["role"], text=i["text"], source=source, words=known, missing=missing))
+    if word["missing_inputs"]:
+        return "\n".join(lines + ["", t["word_no_answer"].format(roles=", ".join(word["missing_inputs"]))])
+    blocks = ["\n".join(lines)]
+    a, b = word["inputs"][0], word["inputs"][1]
+    if a["words"] == b["words"]:
+        blocks.append(t["word_same_offset"].format(text=t["word_separator"].join(a["words"])))
+    answer = word["word_answer"]
+    without = answer["without_exclusion"]
+    who = t["word_who_input"].format(role=without["winner"]) if without["winner"] else t["word_who_other"]
+    blocks.append(t["word_answer"].format(vocab_size=f"{answer['vocab_size']:,}", word=answer["word"] or "-",
+                                          score=fmt(answer["score"]), without=without["word"], who=who))
+    blocks.append(space_message(word, inputs))
+    return "\n\n".join(blocks)
+
+
 def agreement_summary(agreement: dict, image_space: dict, caption_space: dict | None) -> str:
     """The sentences about how the two spaces' answers compare (``report.agreement["summary"]``).
 
@@ -274,9 +303,9 @@ def without_exclusion_message(data: dict) -> str:
     (``data``: ``report.as_dict()``)."""
     t = templates()["messages"]
     lines = [t["without_title"]]
-    for key in ("image_space", "caption_space"):
+    for key in ("image_space", "caption_space", "word_space"):
         space = data.get(key)
-        if space is None:
+        if space is None or space["without_exclusion"] is None:  # no space, or no answer in it
             continue
         without = space["without_exclusion"]
         name = space_name(space["space"]).capitalize()
@@ -295,14 +324,16 @@ def explanation(data: dict) -> list[dict]:
     """The explanation of a report (``data``: ``report.as_dict()``, its text answer and agreement
     filled in) as chat messages ``[{"role": "assistant", "content": markdown}]``: (1) what the models
     see in A, B, C; (2) the image-space answer and its verdicts; (3) the caption-space answer, its
-    verdicts, the lexical check and the text answer; (4) agreement; (5) what each space would answer
-    without exclusion."""
+    verdicts, the lexical check and the text answer; (4) word space (when the report has it); (5)
+    agreement; (6) what each space would answer without exclusion."""
     t = templates()["messages"]
     contents = [inputs_message(data), space_message(data["image_space"], data["inputs"])]
     if data["caption_space"] is not None:
         contents.append(space_message(data["caption_space"], data["inputs"], data.get("text_answer")))
     else:
         contents.append(t["no_caption_space"])
+    if "word_space" in data:
+        contents.append(word_space_message(data["word_space"], data["inputs"]))
     if data.get("agreement"):
         contents.append(t["agreement_title"] + data["agreement"]["summary"])
     contents.append(without_exclusion_message(data))

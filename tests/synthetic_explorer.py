@@ -125,10 +125,17 @@ def space_numbers(space: dict) -> list[str]:
 
 
 def check_explanation_matches_json(report: AnalogyReport) -> None:
+    """The six messages of the explanation say what the report's JSON says, with its numbers: the
+    inputs; image, caption and word space (each space's numbers, verdicts, answer, nearest
+    neighbour); agreement; the inputs' ranks without exclusion in each space."""
     data = report.as_dict()
     messages = report.explanation
-    assert len(messages) == 5 and all(m["role"] == "assistant" for m in messages)
-    for space, message in ((data["image_space"], messages[1]["content"]), (data["caption_space"], messages[2]["content"])):
+    assert len(messages) == 6 and all(m["role"] == "assistant" for m in messages)
+    word = data["word_space"]
+    spaces = [(data["image_space"], messages[1]["content"]), (data["caption_space"], messages[2]["content"])]
+    if word is not None and word["results"]:
+        spaces.append((word, messages[3]["content"]))
+    for space, message in spaces:
         for number in space_numbers(space):
             assert number in message, (number, message)
         for verdict in space["verdicts"]:
@@ -140,13 +147,20 @@ def check_explanation_matches_json(report: AnalogyReport) -> None:
         assert f"#{top['id']} {top['path']}" in message
         nearest = "**is** C's nearest neighbour" if space["baselines"]["only-c"]["id"] == top["id"] else "**not** C's nearest neighbour"
         assert nearest in message
+    if word is not None:
+        assert messages[3]["content"].startswith("**Word space**")
+        for inp in word["inputs"]:
+            assert f'**{inp["role"]}** "{inp["text"]}"' in messages[3]["content"]
+        if word["word_answer"]:
+            answer = word["word_answer"]
+            assert f"**{answer['word']}** (score {fmt(answer['score'])})" in messages[3]["content"]
     for inp in data["inputs"]:
         assert fmt(inp["top_labels"][0]["probability"]) in messages[0]["content"]
         assert inp["caption"] in messages[0]["content"]
-    assert fmt(data["agreement"]["top_k_overlap"]["measure"]) in messages[3]["content"]
-    for space in (data["image_space"], data["caption_space"]):
+    assert fmt(data["agreement"]["top_k_overlap"]["measure"]) in messages[4]["content"]
+    for space in (data["image_space"], data["caption_space"]) + ((word,) if word and word["results"] else ()):
         ranks = space["without_exclusion"]["input_ranks"]
-        assert f"{ranks['A']}/{ranks['B']}/{ranks['C']}" in messages[4]["content"]
+        assert f"{ranks['A']}/{ranks['B']}/{ranks['C']}" in messages[5]["content"]
 
 
 A, B, C = unit((0, 1)), unit((1, 1)), unit((2, 1))

@@ -77,7 +77,7 @@ def test_no_caption_space(tmp_path):
     assert report.caption_space is None and report.text_answer is None
     assert report.agreement["same_item"] is None and "no caption space" in report.agreement["summary"]
     assert "no captions" in report.explanation[2]["content"]
-    assert len(report.explanation) == 5
+    assert len(report.explanation) == 6
 
 
 def test_templates_are_data_with_doc():

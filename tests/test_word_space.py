@@ -80,3 +80,39 @@ def test_cli_analogy_carries_word_space_in_json_and_text(imagen_explorer, imagen
     text = capsys.readouterr().out
     assert "WORD SPACE (GloVe)" in text and f"1. {out['word_answer']['score']:+.3f}  {out['word_answer']['word']}" in text
     assert '"sheep" (label): sheep' in text
+
+
+def test_the_explainer_talks_about_word_space(default_explorer):
+    """coffee : greyscale coffee :: cat (both coffees labelled "coffee"): the explanation's word-space
+    message says B - A is zero there, gives the word analogy (the nearest word to "cat" besides it)
+    and the answer among the items; the chat answers "what about word space?" with it; the
+    without-exclusion message covers the third space."""
+    from pipeline.chat import answer_question
+    from pipeline.default_gallery import EXAMPLES
+    from pipeline.explain import word_space_message
+
+    explorer = default_explorer
+    report = explorer.analogy([explorer.gallery.find(p) for p in EXAMPLES[0]])
+    data = report.as_dict()
+    word = data["word_space"]
+    message = report.explanation[3]["content"]
+    assert message == word_space_message(word, data["inputs"])
+    assert '- **A** "coffee" (gallery label): coffee' in message and '- **C** "cat" (gallery label): cat' in message
+    assert 'A and B are the same words ("coffee"), so B - A is zero in word space' in message
+    expected = word_analogy(explorer.models.word_vectors, "coffee", "coffee", "cat",
+                            vocab_size=explorer.settings.word_vocab_size)
+    assert f"over the 30,000 most frequent words: **{expected.word}**" in message
+    assert f"**Word space** (word, 3cosadd, exclusion on): the answer is #{word['results'][0]['id']}" in message
+    ranks = word["without_exclusion"]["input_ranks"]
+    assert "- Word space: " in report.explanation[5]["content"]
+    assert f"{ranks['A']}/{ranks['B']}/{ranks['C']}" in report.explanation[5]["content"]
+    for question in ("what about word space?", "and GloVe?", "the word analogy?"):
+        reply, same = answer_question(explorer, report, question)
+        assert reply == message and same is report
+    # an input without a word vector: its words are listed, and there is no answer
+    missing = {**word, "missing_inputs": ["B"],
+               "inputs": [word["inputs"][0], {**word["inputs"][1], "words": [], "missing": ["zqxj"]}, word["inputs"][2]]}
+    text = word_space_message(missing, data["inputs"])
+    assert "- **B** \"coffee\" (gallery label): no word GloVe knows; not in GloVe: zqxj" in text
+    assert text.endswith("No word-space answer: B has no word vector.") and "As a word analogy" not in text
+    assert word_space_message(None, data["inputs"]).startswith("**Word space**: word vectors are not available")
