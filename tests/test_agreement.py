@@ -19,7 +19,7 @@ def test_agreement_same_item_overlap_and_labels(tmp_path):
     assert agreement["top_k_overlap"] == {"k": 5, "measure": 1.0, "common_ids": [h.id for h in report.image_space.results]}
     assert agreement["caption_similarity"] == pytest.approx(1.0, abs=1e-6)
     assert "Both spaces answer the same item, #3 item3.png (answer)" in agreement["summary"]
-    assert agreement["summary"] in report.explanation[3]["content"]
+    assert agreement["summary"] in report.explanation[4]["content"]
 
 
 def test_agreement_when_the_spaces_differ(tmp_path):
