@@ -263,17 +263,48 @@ def word_space_message(word: dict | None, inputs: list[dict]) -> str:
     return "\n\n".join(blocks)
 
 
-def agreement_summary(agreement: dict, image_space: dict, caption_space: dict | None) -> str:
-    """The sentences about how the two spaces' answers compare (``report.agreement["summary"]``).
+def agreement_summary(agreement: dict, image_space: dict, caption_space: dict | None,
+                      word: dict | None = None) -> str:
+    """The sentences about how the spaces' answers compare (``report.agreement["summary"]``).
 
     ``agreement``: :func:`pipeline.agreement.space_agreement`'s dict; ``image_space``,
-    ``caption_space``: ``SpaceResult.as_dict()`` (caption_space None when the gallery has no captions).
+    ``caption_space``: ``SpaceResult.as_dict()`` (caption_space None when the gallery has no captions);
+    ``word``: :func:`pipeline.agreement.word_agreement`'s dict (None without word space).
     """
     t = templates()["agreement"]
     if caption_space is None:
         return t["unavailable"].format(why=t["no_caption_space"])
     if agreement["same_item"] is None:
         return t["unavailable"].format(why=t["no_answer"])
+    sentences = _image_caption_sentences(agreement, image_space, caption_space)
+    if word is not None:
+        sentences.append(word_agreement_sentence(word))
+    return " ".join(s for s in sentences if s)
+
+
+def word_agreement_sentence(word: dict) -> str:
+    """Where word space's answer stands against image and caption space's (``word``:
+    :func:`pipeline.agreement.word_agreement`'s dict); "" when word space has no answer."""
+    t = templates()["agreement"]
+    if word["all_same_item"]:
+        return t["word_all_same"]
+    pairs = []
+    for key, space in (("image_word", "image"), ("caption_word", "caption")):
+        pair = word[key]
+        if pair is None:
+            continue
+        name = templates()["spaces"][space]
+        if pair["same_item"]:
+            pairs.append(t["word_pair_same"].format(space=name))
+        else:
+            label = {True: t["word_pair_label_same"], False: t["word_pair_label_other"]}.get(pair["same_label"], "")
+            pairs.append(t["word_pair_other"].format(space=name, label=label))
+    return t["word_pairs"].format(pairs=t["word_pair_separator"].join(pairs)) if pairs else ""
+
+
+def _image_caption_sentences(agreement: dict, image_space: dict, caption_space: dict) -> list[str]:
+    """:func:`agreement_summary`'s sentences about image and caption space (both have an answer)."""
+    t = templates()["agreement"]
     image_hit, caption_hit = image_space["results"][0], caption_space["results"][0]
     sentences = []
     if agreement["same_item"]:
@@ -295,7 +326,7 @@ def agreement_summary(agreement: dict, image_space: dict, caption_space: dict | 
         sentences.append(t["caption_similarity"].format(similarity=fmt(agreement["caption_similarity"]),
                                                         image_caption=image_hit["caption"],
                                                         caption_caption=caption_hit["caption"]))
-    return " ".join(s for s in sentences if s)
+    return sentences
 
 
 def without_exclusion_message(data: dict) -> str:

@@ -240,15 +240,16 @@ class Explorer:
 
     def agreement(self, report: AnalogyReport) -> dict:
         """How the report's spaces compare: :func:`pipeline.agreement.space_agreement`'s dict (image and
-        caption), its ``summary`` in words (:func:`pipeline.explain.agreement_summary`), and ``word``:
-        word space against both (:func:`pipeline.agreement.word_agreement`)."""
+        caption), ``word``: word space against both (:func:`pipeline.agreement.word_agreement`), and their
+        ``summary`` in words (:func:`pipeline.explain.agreement_summary`)."""
         gallery = self.require_gallery()
         caption_vectors = gallery.vectors("caption") if gallery.captions is not None else None
         measured = space_agreement(report.image_space, report.caption_space, caption_vectors, gallery.labelled)
         caption = report.caption_space.as_dict() if report.caption_space is not None else None
-        word = report.word_space.space if report.word_space is not None else None
-        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption),
-                "word": word_agreement(report.image_space, report.caption_space, word, gallery.labelled)}
+        word_answer = report.word_space.space if report.word_space is not None else None
+        word = word_agreement(report.image_space, report.caption_space, word_answer, gallery.labelled)
+        return {**measured, "summary": agreement_summary(measured, report.image_space.as_dict(), caption, word),
+                "word": word}
 
     def text_answer(self, inputs: list[AnalogyInput], method: str) -> dict | None:
         """The caption-space query of ``inputs`` answered in words with ``method``

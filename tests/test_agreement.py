@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.agreement import knn_intersection, repeats_c
-from pipeline.explain import fmt
+from pipeline.explain import fmt, word_agreement_sentence
 from tests.synthetic_explorer import A, B, C, D, X, Y, distractors, make_explorer
 
 
@@ -67,3 +67,17 @@ def test_lexical_check_flags_caption_space_and_is_explained(tmp_path):
     assert "**repeats-c**" in report.explanation[2]["content"]
     assert report.as_dict()["caption_space"]["measurements"]["repeats_c"] is True
     assert "repeats_c" not in report.image_space.measurements
+
+
+def test_word_space_in_the_agreement_sentence():
+    same = {"same_item": True, "same_label": True}
+    other = {"same_item": False, "same_label": None}
+    assert word_agreement_sentence({"image_word": same, "caption_word": same, "all_same_item": True,
+                                    "all_same_label": True}) == "Word space answers that item too: the three spaces agree."
+    assert word_agreement_sentence({"image_word": None, "caption_word": other, "all_same_item": None,
+                                    "all_same_label": None}) == "Word space answers another item than caption space."
+    assert word_agreement_sentence({"image_word": {"same_item": False, "same_label": False}, "caption_word": same,
+                                    "all_same_item": False, "all_same_label": False}) == (
+        "Word space answers another item than image space (and another label), and the same item as caption space.")
+    assert word_agreement_sentence({"image_word": None, "caption_word": None, "all_same_item": None,
+                                    "all_same_label": None}) == ""

@@ -106,6 +106,12 @@ def test_the_explainer_talks_about_word_space(default_explorer):
     ranks = word["without_exclusion"]["input_ranks"]
     assert "- Word space: " in report.explanation[5]["content"]
     assert f"{ranks['A']}/{ranks['B']}/{ranks['C']}" in report.explanation[5]["content"]
+    # the agreement: word space's answer (#4 cat/greyscale) is caption space's, not image space's (#5 cat/mirror)
+    pairs = report.agreement["word"]
+    assert pairs["caption_word"]["same_item"] and not pairs["image_word"]["same_item"]
+    assert ("Word space answers another item than image space (with the same label), and the same item as "
+            "caption space.") in report.agreement["summary"]
+    assert report.agreement["summary"] in report.explanation[4]["content"]
     for question in ("what about word space?", "and GloVe?", "the word analogy?"):
         reply, same = answer_question(explorer, report, question)
         assert reply == message and same is report
