@@ -3,7 +3,8 @@
 Opens the embedded default gallery (``--gallery DIR`` for any folder of images), builds or loads its
 cache with console progress, makes the browse panels' missing thumbnails, prepares what questions
 read (no model is loaded until an upload needs one), and serves the page built by :mod:`webui`: A, B
-and C uploaded or picked from the gallery (a page of thumbnails at a time); the analogy A : B :: C : ? answered in image space and caption space side by side, with verdicts, what would win
+and C uploaded or picked from the gallery (a page of thumbnails at a time); the analogy
+A : B :: C : ? answered in image space and caption space side by side, with verdicts, what would win
 without exclusion, and an explainer to chat with; what the classifier sees in any image; the
 evaluation reports (newest first).
 

@@ -293,7 +293,7 @@ def word_agreement_sentence(word: dict) -> str:
         pair = word[key]
         if pair is None:
             continue
-        name = templates()["spaces"][space]
+        name = space_name(space)
         if pair["same_item"]:
             pairs.append(t["word_pair_same"].format(space=name))
         else:

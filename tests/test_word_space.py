@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from pipeline import vectors as vec
+from pipeline.chat import answer_question
 from pipeline.cli import main
+from pipeline.default_gallery import EXAMPLES
+from pipeline.explain import word_space_message
 from pipeline.word_space import gallery_words, word_space
 from pipeline.words import word_analogy
 from tests.conftest import imagen_file
@@ -87,10 +90,6 @@ def test_the_explainer_talks_about_word_space(default_explorer):
     message says B - A is zero there, gives the word analogy (the nearest word to "cat" besides it)
     and the answer among the items; the chat answers "what about word space?" with it; the
     without-exclusion message covers the third space."""
-    from pipeline.chat import answer_question
-    from pipeline.default_gallery import EXAMPLES
-    from pipeline.explain import word_space_message
-
     explorer = default_explorer
     report = explorer.analogy([explorer.gallery.find(p) for p in EXAMPLES[0]])
     data = report.as_dict()

@@ -110,7 +110,7 @@ def build_demo(h: Handlers) -> gr.Blocks:
     """The app's page over ``h`` (its Explorer's gallery is open). Queue on; the events that run a
     model or the pipeline share one concurrency group."""
     # Thumbnails are named by their content and never change: Gradio serves them where they are instead of
-    # hashing and copying each into its cache (1,000 for imagen at every start). They are only ever shown;
+    # hashing and copying each one of the first page into its cache at every start. They are only ever shown;
     # the previews put in the slots are copied as before, since what a slot sends back must be an upload.
     _serve_in_place(h.thumbnails.folder)
     with gr.Blocks(title="Image Analogy Explainer", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from html import escape as esc
 
+from pipeline.explain import templates
+
 from . import format as fmt
 
 TITLE = "Word space"
-SOURCES = {"label": "gallery label", "classifier": "classifier's top label"}
 
 
 def word_space_html(report) -> str:
@@ -21,10 +22,12 @@ def word_space_html(report) -> str:
     if word is None:
         return f"<h3>{TITLE}</h3><p>Word vectors are not available here (the GloVe package is not installed).</p>"
     lines = [f'<h3>{TITLE} <small>(GloVe 6B 50-d)</small></h3>', '<div class="iae-words">']
+    t = templates()["messages"]  # the explanation's words for an input's words and their source
     for i in word.inputs:
-        known = " + ".join(i.phrase.words) or "no word GloVe knows"
+        known = t["word_separator"].join(i.phrase.words) or t["word_none_known"]
+        source = t["word_sources"].get(i.source, i.source)
         missing = f"; not in GloVe: {esc(', '.join(i.phrase.missing))}" if i.phrase.missing else ""
-        lines.append(f"<div><b>{i.role}</b> “{esc(i.phrase.text)}” ({SOURCES.get(i.source, i.source)}): "
+        lines.append(f"<div><b>{i.role}</b> “{esc(i.phrase.text)}” ({source}): "
                      f"{esc(known)}{missing}</div>")
     lines.append("</div>")
     if word.space is None:
