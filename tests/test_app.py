@@ -168,6 +168,17 @@ def test_limits_and_concurrency_are_wired(default_explorer, tmp_path):
     assert _StaticFiles.all_paths.count(h.thumbnails.folder.resolve()) == 1
 
 
+
+def test_the_page_has_only_the_buttons_it_lays_out(default_explorer, tmp_path):
+    # a component made while the page is laid out is placed on it: a page update built then (gr.Button(...)
+    # instead of gr.update(...)) once showed two stray "Run" buttons above the browse panel
+    demo = build_demo(Handlers(default_explorer, eval_dir=tmp_path))
+    labels = sorted(block.value for block in demo.blocks.values() if isinstance(block, gr.Button))
+    assert "Run" not in labels
+    assert labels == sorted(["Solve A : B :: C : ?", "Ask", "What does the classifier see?", "Refresh",
+                             "Solve A : B :: C : ? for classes", "Where does the network look?"]
+                            + ["\u25c0 Previous", "Next \u25b6"] * 2)
+
 # --- handlers, called directly -------------------------------------------------------------------
 
 
@@ -391,7 +402,7 @@ def test_filtering_the_gallery_panel(handlers):
     assert all(Path(p).parent == handlers.thumbnails.folder for p, _ in shown.browse)
     assert all(max(Image.open(p).size) <= THUMB_SIZE for p, _ in shown.browse)
     assert shown.browse_info == "4 of 40 images match \u201ccat\u201d."
-    assert not shown.previous.visible and not shown.next.visible  # one page: no page buttons
+    assert not shown.previous['visible'] and not shown.next['visible']  # one page: no page buttons
     assert handlers.browser.filter("no such thing").browse_ids == []
     assert handlers.browser.filter("no such thing").browse_info == "No gallery image matches \u201cno such thing\u201d."
     assert len(handlers.browser.filter("").browse_ids) == 40
@@ -404,13 +415,13 @@ def test_browse_panel_pages(handlers):
     first = browser.view()
     assert first.browse_ids == list(range(16)) and first.browse_page == 0
     assert first.browse_info == "Showing 1\u201316 of 40 images. Type to filter, or turn the page."
-    assert first.previous.visible and not first.previous.interactive and first.next.interactive
+    assert first.previous['visible'] and not first.previous['interactive'] and first.next['interactive']
     second = browser.turn(1, "", first.browse_page)
     assert second.browse_ids == list(range(16, 32)) and second.browse_page == 1
-    assert second.previous.interactive and second.next.interactive
+    assert second.previous['interactive'] and second.next['interactive']
     assert [caption for _, caption in second.browse] == [browser.item_caption(i) for i in second.browse_ids]
     last = browser.turn(1, "", browser.turn(1, "", second.browse_page).browse_page)  # past the end: the last page
-    assert last.browse_ids == list(range(32, 40)) and last.browse_page == 2 and not last.next.interactive
+    assert last.browse_ids == list(range(32, 40)) and last.browse_page == 2 and not last.next['interactive']
     assert last.browse_info == "Showing 33\u201340 of 40 images. Type to filter, or turn the page."
     assert browser.turn(-1, "", 0).browse_page == 0 and browser.turn(-1, "", "2").browse_page == 0  # state is a page
     # a click maps to the gallery id on the page shown

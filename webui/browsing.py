@@ -39,8 +39,9 @@ class BrowseView(NamedTuple):
     browse_ids: Any  # the gallery ids on the page, in order (session state)
     browse_page: Any  # the page number, from 0 (session state)
     browse_info: Any  # Markdown: which images are shown
-    previous: Any  # gr.Button update: shown when there are pages, enabled unless on the first
-    next: Any  # gr.Button update: shown when there are pages, enabled unless on the last
+    previous: Any  # gr.update of a button (a dict, not a component: ``view`` also runs while the page is
+    # laid out, where a component would be placed on it): shown when there are pages, enabled unless first
+    next: Any  # the same for the last page
 
 
 class GalleryBrowser:
@@ -75,8 +76,8 @@ class GalleryBrowser:
         ids = matches[page * size:(page + 1) * size]
         info = fmt.browse_note(page * size + 1, page * size + len(ids), len(matches), len(self.gallery), query)
         return BrowseView(self.thumbnail_values(ids), ids, page, info,
-                          gr.Button(visible=pages > 1, interactive=page > 0),
-                          gr.Button(visible=pages > 1, interactive=page < pages - 1))
+                          gr.update(visible=pages > 1, interactive=page > 0),
+                          gr.update(visible=pages > 1, interactive=page < pages - 1))
 
     def filter(self, query: str) -> BrowseView:
         """The first page for a new filter ``query`` (at most :data:`webui.api_inputs.MAX_FILTER_CHARS`
@@ -129,9 +130,9 @@ def browse_panel(browser: GalleryBrowser, label: str, columns: int, height: int,
                         show_label=False, object_fit="cover", elem_id=elem_id)
     with gr.Row():
         previous = gr.Button("\u25c0 Previous", size="sm", elem_id=f"{elem_id}-previous",
-                             visible=bool(first and first.previous.visible), interactive=False)
+                             visible=bool(first and first.previous["visible"]), interactive=False)
         next_ = gr.Button("Next \u25b6", size="sm", elem_id=f"{elem_id}-next",
-                          visible=bool(first and first.next.visible))
+                          visible=bool(first and first.next["visible"]))
     ids = gr.State(first.browse_ids if first else [])
     page = gr.State(0)
 
