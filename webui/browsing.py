@@ -44,6 +44,18 @@ class BrowseView(NamedTuple):
     next: Any  # the same for the last page
 
 
+class ThumbnailClick(gr.SelectData):
+    """The event data of a click on a browse panel, as a handler's type hint (``evt: ThumbnailClick``).
+
+    Gradio builds a handler's ``gr.SelectData`` from whatever the client sent, before the handler runs;
+    ``gr.SelectData`` indexes it (``data["index"]``, ``data["value"]``), so a client that sends no
+    object, or one without those keys, made Gradio fail and print a traceback. This one takes any data:
+    what is missing is ``None``, and :meth:`GalleryBrowser.picked_id` refuses it in one line."""
+
+    def __init__(self, target, data):
+        super().__init__(target, {"index": None, "value": None, **(data if isinstance(data, dict) else {})})
+
+
 class GalleryBrowser:
     """What browse panels' events call, for one gallery and its thumbnails
     (:class:`pipeline.web_copies.WebCopies`), ``page_size`` thumbnails to a page."""

@@ -29,7 +29,7 @@ from pipeline.web_copies import PREVIEW_SIZE, WebCopies, figure_copy
 
 from . import api_inputs
 from . import format as fmt
-from .browsing import GalleryBrowser, web_value
+from .browsing import GalleryBrowser, ThumbnailClick, web_value
 from .word_panel import word_space_html
 
 log = logging.getLogger("iae.app")
@@ -158,7 +158,7 @@ class Handlers:
 
     # picking from the browse panels -------------------------------------------------------------
 
-    def pick(self, slot: str, ids: list[int], evt: gr.SelectData) -> Picked:
+    def pick(self, slot: str, ids: list[int], evt: ThumbnailClick) -> Picked:
         """A click on a browse thumbnail: fill ``slot`` (A, B or C) and move the selector to the next slot."""
         item_id = self.browser.picked_id(ids, evt)
         slot = slot if slot in ROLES else "A"
@@ -176,7 +176,7 @@ class Handlers:
             return gr.Image(label=f"{role}: {self.browser.item_caption(found)}")
         return gr.Image(label=f"{role}: {describe(path)} (uploaded)")
 
-    def pick_for_classifier(self, ids: list[int], evt: gr.SelectData) -> PickedForClassifier:
+    def pick_for_classifier(self, ids: list[int], evt: ThumbnailClick) -> PickedForClassifier:
         """A click on the classifier tab's browse panel: show the item and what the classifier sees."""
         item_id = self.browser.picked_id(ids, evt)
         return PickedForClassifier(self.preview(item_id), *self.classify(item_id))
