@@ -4,8 +4,8 @@ Opens the embedded default gallery (``--gallery DIR`` for any folder of images),
 cache with console progress, makes the browse panels' missing thumbnails, prepares what questions
 read (no model is loaded until an upload needs one), and serves the page built by :mod:`webui`: A, B
 and C uploaded or picked from the gallery (a page of thumbnails at a time); the analogy
-A : B :: C : ? answered in image space and caption space side by side, with verdicts, what would win
-without exclusion, and an explainer to chat with; what the classifier sees in any image; the
+A : B :: C : ? answered in image space, caption space and word space side by side, with verdicts, what
+would win without exclusion, and an explainer to chat with; what the classifier sees in any image; the
 evaluation reports (newest first).
 
 Importing this module loads no model. Start-up errors reach the user as one line through
@@ -41,7 +41,7 @@ DEFAULT_PORT = 7860
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python app.py",
-        description="Image Analogy Explainer web app: A is to B as C is to what? in image and caption space.")
+        description="Image Analogy Explainer web app: A is to B as C is to what? in image, caption and word space.")
     parser.add_argument("--gallery", type=Path, help="folder of images (default: the embedded default gallery)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 on Hugging Face Spaces)")
     parser.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULT_PORT}, or GRADIO_SERVER_PORT)")

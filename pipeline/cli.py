@@ -119,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--gallery", type=Path, help="gallery whose caption files apply")
     _common(caption)
 
-    analogy = commands.add_parser("analogy", help="answer A : B :: C : ? in both spaces",
-                                  description="Answer A : B :: C : ? in image space and caption space, with what "
-                                              "wins without exclusion, the baselines and verdicts.")
+    analogy = commands.add_parser("analogy", help="answer A : B :: C : ? in image, caption and word space",
+                                  description="Answer A : B :: C : ? in image space and caption space, and in word "
+                                              "space (GloVe vectors of the images' labels), with what wins without "
+                                              "exclusion, the baselines and verdicts.")
     _question(analogy, batch=True)
     _explanation_options(analogy)
     analogy.add_argument("--classes", action="store_true",

@@ -205,7 +205,7 @@ class Handlers:
         method, layer = api_inputs.method(method), api_inputs.layer(layer)
         exclude = api_inputs.exclude(exclude)
         k = api_inputs.top_k(top_k, max_top_k=self.explorer.settings.max_top_k)
-        progress(0.1, desc="Reading A, B and C; answering in image and caption space")
+        progress(0.1, desc="Reading A, B and C; answering in image, caption and word space")
         report = self.explorer.analogy(refs, method=method, layer=layer, exclude=exclude, top_k=k)
         progress(0.9, desc="Formatting")
         history = list(report.explanation)

@@ -117,8 +117,8 @@ def build_demo(h: Handlers) -> gr.Blocks:
         report_state = gr.State(None)
         history_state = gr.State([])  # the chat's conversation: kept here, never taken from the client
         gr.Markdown("# Image Analogy Explainer\nA is to B as C is to what? Answered over convnet activations "
-                    "(**image space**) and caption embeddings (**caption space**), with an honest verdict on "
-                    "whether the answer is a real analogy or a cheat.")
+                    "(**image space**), caption embeddings (**caption space**) and GloVe vectors of the labels "
+                    "(**word space**), with an honest verdict on whether the answer is a real analogy or a cheat.")
         gr.Markdown(h.info_markdown(), elem_id="gallery-info")
         with gr.Tabs():
             checks = {**_analogy_tab(h, report_state, history_state),
