@@ -28,6 +28,8 @@ from pipeline.web_copies import THUMB_SIZE
 from webui import CONCURRENCY_ID, GENERIC_ERROR, MODEL_CONCURRENCY, QUEUE_MAX_SIZE, Handlers, build_demo, user_facing
 from webui import http_guards
 from webui.browsing import GalleryBrowser
+from webui.class_panel import class_report_html
+from webui.format import VERDICTS, esc
 from webui.handlers import MAX_CHAT_MESSAGES
 from tests.bad_inputs import make_corpus
 from tests.conftest import REPO, running_app
@@ -602,6 +604,28 @@ def test_class_questions_through_gradio_client(client, server):
     assert "As a word analogy:" in html
     with pytest.raises(AppError, match="unicorn"):  # Gradio's own check of the picker's choices
         client.predict("coffee", "unicorn", "rocket", "3cosadd", "pooled", True, 3, api_name="/classes")
+
+
+def test_class_answer_panel_shows_verdicts_ranks_baselines_and_tops(default_explorer):
+    out = default_explorer.class_analogy(["coffee", "cat", "rocket"], top_k=3).as_dict()
+    out["image_space"]["among_items"]["top"][0]["label"] = "<img src=x onerror=alert(1)>"  # labels are data
+    html = class_report_html(out)
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    verdicts = []
+    for key in ("image_space", "caption_space", "word_space"):
+        for part, name in (("among_classes", "class"), ("among_items", "item")):
+            answer = out[key][part]
+            verdicts += answer["verdicts"]
+            ranks = " · ".join(f"{role} #{rank}" for role, rank in answer["without_exclusion"]["input_ranks"].items())
+            assert f"Input ranks: {ranks}." in html
+            pick = answer["baselines"]["only-c"][name]
+            assert f"ONLY-C {pick}" in html
+    assert html.count('<table class="iae-top"') == 6 and html.count("<tr><td>3</td>") == 6  # top 3, six times
+    legend = html[html.index('class="iae-legend"'):]
+    for verdict in set(verdicts):  # each verdict shown is coloured and explained once
+        colour, meaning = VERDICTS[verdict]
+        assert f"background:{colour}" in html and legend.count(f"</span> {esc(meaning)}</li>") == 1
+    assert "As a word analogy:" in html
 
 
 def test_classifier_through_gradio_client(client, server):

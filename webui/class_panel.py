@@ -1,12 +1,17 @@
 """The Analogy tab's questions about classes: A, B and C chosen as labels of the gallery, answered by
 :meth:`pipeline.explorer.Explorer.class_analogy` (among class centroids and among items, in image,
-caption and word space), shown as one HTML block per space.
+caption and word space), shown as one HTML column per space: each answer with its verdict badges, what
+would win without exclusion and the inputs' ranks, the baselines' answers and the top k (the photo
+question's layout, from :mod:`webui.format`), word space's also as a word analogy; then what the
+verdicts shown mean.
 """
 from __future__ import annotations
 
-from html import escape as esc
-
 from pipeline.errors import AnalogyError
+
+from . import format as fmt
+from .format import esc
+from .word_panel import word_answer_html
 
 SPACES = (("image_space", "Image space"), ("caption_space", "Caption space"), ("word_space", "Word space"))
 
@@ -22,35 +27,49 @@ def class_examples(gallery, talk: tuple[tuple[str, str, str], ...]) -> list[list
     return [list(t) for t in talk if set(t) <= known]
 
 
-def _answer_html(answer: dict, name: str, title: str) -> str:
+ANSWERS = (("among_classes", "class", "Among classes"), ("among_items", "item", "Among items"))
+
+
+def _answer_html(answer: dict, key: str, title: str) -> str:
+    """One answer of a class question: among class centroids (``key`` "class") or among items ("item",
+    each with its label): the answer and its verdicts, what would win without exclusion with the
+    inputs' ranks, the baselines' answers and the top k."""
+    if answer[key] is None:
+        return f"<div><b>{title}:</b> no answer: every candidate was excluded.</div>"
+    labelled = key == "item"
+    label = f" ({esc(answer['label'])})" if labelled and answer.get("label") else ""
     wo = answer["without_exclusion"]
-    top = ", ".join(f"{esc(str(t[name]))}{' (' + esc(t['label']) + ')' if t.get('label') else ''} {t['score']:.3f}"
-                    for t in answer["top"])
-    who = f"input {wo['winner']}" if wo["winner"] else "not an input"
-    badges = " ".join(f'<span class="iae-badge">{esc(v)}</span>' for v in answer["verdicts"])
-    return (f"<div><b>{title}:</b> {esc(str(answer[name]))} {badges}</div>"
-            f'<div style="font-size:0.85em">top: {top}</div>'
-            f'<div style="font-size:0.85em">without exclusion: {esc(str(wo[name]))} ({who})</div>')
+    baselines = " · ".join(f"{method.upper()} {esc(pick[key])}" for method, pick in answer["baselines"].items()
+                           if pick)
+    rows = [(t["score"], [t[key], t.get("label") or ""] if labelled else [t[key]]) for t in answer["top"]]
+    return "\n".join([
+        f"<div><b>{title}:</b> {esc(answer[key])}{label}, score {answer['score']:.3f}</div>",
+        "<div>" + "".join(fmt.badge(v) for v in answer["verdicts"]) + "</div>",
+        fmt.without_exclusion_html(wo["winner"], wo[key], wo["input_ranks"]),
+        f'<div class="iae-measure" style="font-size:0.85em;opacity:0.8">baselines: {baselines}</div>',
+        fmt.top_table(["item", "label"] if labelled else ["class"], rows)])
 
 
 def class_report_html(out: dict) -> str:
     """HTML of :meth:`pipeline.class_questions.ClassQuestionReport.as_dict`: three columns (image,
-    caption, word space), each the answer among class centroids and among items."""
+    caption, word space), each the answer among class centroids and among items (word space also as a
+    word analogy over GloVe's vocabulary), then what the verdicts shown mean."""
     q = out["question"]
-    columns = []
+    columns, verdicts = [], []
     for key, title in SPACES:
         space = out.get(key)
-        body = "<p>Not available (no vectors for an input class in this space).</p>" if space is None else (
-            _answer_html(space["among_classes"], "class", "Among classes")
-            + _answer_html(space["among_items"], "item", "Among items"))
-        if key == "word_space" and space is not None and space.get("word_answer"):
-            w = space["word_answer"]
-            body += (f'<div class="iae-word-answer"><b>As a word analogy:</b> {esc(w["word"] or "-")} '
-                     f'(without exclusion: {esc(w["without_exclusion"]["word"])})</div>')
-        columns.append(f'<div class="iae-class-space" style="flex:1;min-width:240px"><h3>{title}</h3>{body}</div>')
+        if space is None:
+            body = "<p>Not available (no vectors for an input class in this space).</p>"
+        else:
+            body = "".join(_answer_html(space[part], name, heading) for part, name, heading in ANSWERS)
+            verdicts += [v for part, _, _ in ANSWERS for v in space[part]["verdicts"]]
+            if space.get("word_answer"):
+                body += word_answer_html(space["word_answer"])
+        columns.append(f'<div class="iae-class-space" style="flex:1;min-width:240px;overflow-wrap:anywhere"><h3>{title}</h3>{body}</div>')
     head = (f"<h3>Classes: {esc(q['A'])} : {esc(q['B'])} :: {esc(q['C'])} : ? "
             f"<small>({esc(q['method'])}, exclusion {'on' if q['exclude'] else 'off'})</small></h3>")
-    return head + '<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(columns) + "</div>"
+    return (head + '<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(columns) + "</div>"
+            + fmt.verdict_legend(verdicts))
 
 
 def solve_classes(explorer, a, b, c, method: str = "3cosadd", layer: str = "pooled", exclude: bool = True,

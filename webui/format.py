@@ -59,18 +59,18 @@ def hit_caption(rank: int, hit) -> str:
     return f"{rank}. " + " · ".join(parts)
 
 
-def without_exclusion_text(result) -> tuple[str, bool]:
-    """("Without exclusion it would have been ...", whether that is an input)."""
-    wo = result.without_exclusion
-    ranks = " · ".join(f"{role} #{rank}" for role, rank in wo["input_ranks"].items())
-    top = wo["top"]
-    if wo["winner"]:
-        name = top if isinstance(top, str) else top.path
-        text = f"Without exclusion it would have been <b>{esc(wo['winner'])} itself</b> ({esc(name)})"
-        return f"{text}. Input ranks: {esc(ranks)}.", True
-    name = top if isinstance(top, str) else f"#{top.id} {top.path}"
-    return (f"Without exclusion it would have been the same answer, <b>not an input</b> ({esc(name)}). "
-            f"Input ranks: {esc(ranks)}.", False)
+def without_exclusion_html(winner: str | None, name: str, input_ranks: dict[str, int]) -> str:
+    """The "Without exclusion it would have been ..." line, red when an input would win (``winner``:
+    its role, else None) and green otherwise; ``name``: what would win; ``input_ranks``: role -> rank
+    (1 = best) with nothing excluded."""
+    ranks = " · ".join(f"{role} #{rank}" for role, rank in input_ranks.items())
+    if winner:
+        text = f"Without exclusion it would have been <b>{esc(winner)} itself</b> ({esc(name)})"
+    else:
+        text = f"Without exclusion it would have been the same answer, <b>not an input</b> ({esc(name)})"
+    colour, background = ("#b91c1c", "rgba(185,28,28,0.08)") if winner else ("#15803d", "rgba(21,128,61,0.08)")
+    return (f'<div class="iae-without{"" if winner else " iae-ok"}" style="border-left:4px solid {colour};'
+            f'background:{background};padding:4px 8px;margin:6px 0">{text}. Input ranks: {esc(ranks)}.</div>')
 
 
 def space_html(result, title: str) -> str:
@@ -86,24 +86,43 @@ def space_html(result, title: str) -> str:
         label = f" ({esc(top.label)})" if top.label else ""
         lines.append(f"<div><b>Answer:</b> #{top.id} {esc(top.path)}{label}, score {top.score:.3f}</div>")
         lines.append("<div>" + "".join(badge(v) for v in result.verdicts) + "</div>")
-    text, is_input = without_exclusion_text(result)
-    style = ("border-left:4px solid {c};background:{b};padding:4px 8px;margin:6px 0"
-             .format(c="#b91c1c" if is_input else "#15803d",
-                     b="rgba(185,28,28,0.08)" if is_input else "rgba(21,128,61,0.08)"))
-    lines.append(f'<div class="iae-without{"" if is_input else " iae-ok"}" style="{style}">{text}</div>')
+    wo = result.without_exclusion
+    would_win = wo["top"]
+    if isinstance(would_win, str):
+        name = would_win
+    else:
+        name = would_win.path if wo["winner"] else f"#{would_win.id} {would_win.path}"
+    lines.append(without_exclusion_html(wo["winner"], name, wo["input_ranks"]))
     m = result.measurements
     if "offset_consistency" in m:
         lines.append(f'<div class="iae-measure" style="font-size:0.85em;opacity:0.8">|b − a| = {m["offset_norm"]:.3f} '
                      f'({m["offset_relative"]:.2f}× the typical neighbour distance) · cos(b − a, d − c) = '
                      f'{m["offset_consistency"]:+.3f} · cos(D, C) = {m["cos_answer_c"]:+.3f}</div>')
     if result.results:
-        rows = "".join(
-            f'<tr><td>{rank}</td><td>{hit.score:.3f}</td><td>{esc(hit.label or "")}</td>'
-            f'<td>{esc(hit.caption or hit.path)}</td></tr>' for rank, hit in enumerate(result.results, 1))
-        lines.append('<table class="iae-top" style="width:100%;font-size:0.85em;margin:4px 0">'
-                     '<thead><tr><th>#</th><th>score</th><th>label</th><th>caption</th></tr></thead>'
-                     f'<tbody>{rows}</tbody></table>')
+        lines.append(top_table(["label", "caption"], [(hit.score, [hit.label or "", hit.caption or hit.path])
+                                                      for hit in result.results]))
     return "\n".join(lines)
+
+
+def top_table(columns: list[str], rows: list[tuple[float, list]]) -> str:
+    """A top-k table: rank, score (3 decimals), then ``columns``; ``rows``: (score, cells) in rank order,
+    cells escaped here."""
+    body = "".join(f'<tr><td>{rank}</td><td style="white-space:nowrap">{score:.3f}</td>'
+                   + "".join(f"<td>{esc(cell)}</td>" for cell in cells)
+                   + "</tr>" for rank, (score, cells) in enumerate(rows, 1))
+    head = "".join(f"<th>{esc(column)}</th>" for column in ["#", "score", *columns])
+    return ('<table class="iae-top" style="width:100%;font-size:0.85em;margin:4px 0">'
+            f'<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+
+
+def verdict_legend(verdicts) -> str:
+    """What each of ``verdicts`` means (each once, in the order of :data:`VERDICTS`), as a list under
+    its badge; empty without verdicts."""
+    shown = [v for v in VERDICTS if v in set(verdicts)]
+    if not shown:
+        return ""
+    items = "".join(f"<li>{badge(v)} {esc(VERDICTS[v][1])}</li>" for v in shown)
+    return f'<ul class="iae-legend" style="font-size:0.85em;list-style:none;padding-left:0">{items}</ul>'
 
 
 def question_markdown(report) -> str:

@@ -33,14 +33,20 @@ def word_space_html(report) -> str:
     if word.space is None:
         lines.append(f"<p>No word-space answer: {', '.join(word.missing_inputs)} has no word vector.</p>")
         return "\n".join(lines)
-    answer = word.word_answer
+    lines.append(word_answer_html(word.word_answer))
+    lines.append(fmt.space_html(word.space, "Among the gallery's items"))
+    return "\n".join(lines)
+
+
+def word_answer_html(answer: dict) -> str:
+    """The free word analogy over GloVe's vocabulary (a ``word_answer`` dict of
+    :mod:`pipeline.word_space`): the word, its top k and what would win without exclusion."""
     wo = answer["without_exclusion"]
     top = ", ".join(f"{esc(t['word'])} {t['score']:.3f}" for t in answer["top"])
     who = f"input {wo['winner']}" if wo["winner"] else "not an input"
-    lines.append(f'<div class="iae-word-answer"><b>As a word analogy:</b> {esc(answer["word"] or "-")} '
-                 f'(score {answer["score"]:.3f}, among the {answer["vocab_size"]:,} most frequent words)</div>')
-    lines.append(f'<div style="font-size:0.85em">top {len(answer["top"])}: {top}</div>')
-    lines.append(f'<div class="iae-word-without" style="font-size:0.85em">without exclusion: {esc(wo["word"])} '
-                 f'({who})</div>')
-    lines.append(fmt.space_html(word.space, "Among the gallery's items"))
-    return "\n".join(lines)
+    score = f"score {answer['score']:.3f}, " if answer["score"] is not None else ""
+    return (f'<div class="iae-word-answer"><b>As a word analogy:</b> {esc(answer["word"] or "-")} '
+            f'({score}among the {answer["vocab_size"]:,} most frequent words)</div>\n'
+            f'<div style="font-size:0.85em">top {len(answer["top"])}: {top}</div>\n'
+            f'<div class="iae-word-without" style="font-size:0.85em">without exclusion: {esc(wo["word"])} '
+            f'({who})</div>')
