@@ -264,6 +264,11 @@ def test_solve_with_uploads(handlers, default_explorer, tmp_path):
     assert c.item_id is None and c.name == "my cat.png" and c.caption
     assert "my cat.png" in out["question"]
     assert len(out["image_gallery"]) == 5 and len(out["caption_gallery"]) == 5
+    # follow-ups about a report with an upload: one in words, one that re-runs it (decoding the upload again)
+    asked = handlers.ask("why?", out["report"], [])
+    assert asked.report is out["report"] and asked.history[-1]["role"] == "assistant"
+    rerun = handlers.ask("try 3cosmul", out["report"], asked.history)
+    assert rerun.method == "3cosmul" and rerun.report.inputs[2].name == "my cat.png" and len(rerun.history) == 4
 
 
 def test_missing_and_invalid_options_are_plain_errors(handlers, default_explorer):

@@ -30,6 +30,7 @@ from pipeline.web_copies import PREVIEW_SIZE, WebCopies, figure_copy
 from . import api_inputs
 from . import format as fmt
 from .browsing import GalleryBrowser, ThumbnailClick, web_value
+from .memory import release_memory
 from .word_panel import word_space_html
 
 log = logging.getLogger("iae.app")
