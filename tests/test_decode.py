@@ -5,7 +5,6 @@ vectors on real photos enlarged to 12 MP (``scripts/faithful_decode.py`` measure
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 import sys
 from pathlib import Path

@@ -86,7 +86,6 @@ def test_draw_questions_is_seeded_balanced_and_right():
 
 def test_categorise_hand_case():
     # originals 0, 1, 2 at ids 0..2; transform 0 copies at ids 3..5; transform 1 copies at 6..8
-    table = np.array([[0, 3, 6], [1, 4, 7], [2, 5, 8]])
     photo_of = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
     transform_of = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
     q = T.Questions(ids=np.array([[0, 3, 1, 4]] * 5), transform=np.zeros(5, int), x=np.zeros(5, int),

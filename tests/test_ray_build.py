@@ -15,7 +15,6 @@ from pipeline.distributed import Featuriser, RayBuildError, plan_workers
 from pipeline.gallery import build_gallery
 from pipeline.models import Models
 from pipeline.storage import read_json
-from test_captioners import tiny_blip  # noqa: F401  (the module-scoped random-weight BLIP fixture)
 
 # Ray Data reads deprecated settings of its own DataContext when it runs a dataset.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
