@@ -155,6 +155,32 @@ def test_a_bad_upload_shows_a_clear_message_and_the_page_keeps_working(server, p
     page.wait_for_function("() => document.querySelector('#caption-space-head')?.innerText.includes('cat/greyscale.jpg')")
 
 
+def test_a_phone_photo_upload_is_answered_and_discussed(server, page, tmp_path):
+    """The user's own photo, as phones take them (12 MP JPEG), in slot C: solved, then follow-ups in words
+    and one that re-runs the question (the upload decoded again) are answered, not refused."""
+    from PIL import Image
+
+    gallery = server["explorer"].gallery
+    photo = tmp_path / "my cat.jpg"
+    Image.open(gallery.path(gallery.find(EXAMPLES[0][2]))).convert("RGB").resize((4032, 3024)).save(photo, quality=90)
+    page.goto(server["url"])
+    page.wait_for_selector("#browse button.thumbnail-item")
+    for role, item_id in zip("ab", [gallery.find(p) for p in EXAMPLES[0][:2]]):
+        page.locator(f'#browse button[aria-label="Thumbnail {item_id + 1} of {len(gallery)}"]').click()
+        page.wait_for_selector(f"#slot-{role} img")
+    page.locator("#slot-c input[type=file]").set_input_files(str(photo))
+    page.wait_for_function("() => document.querySelector('#slot-c').innerText.includes('my cat.jpg (uploaded)')")
+    page.locator("#solve").click()
+    page.wait_for_function("() => document.querySelector('#question')?.innerText.includes('my cat.jpg')")
+    page.wait_for_function("() => document.querySelector('#caption-space-head')?.innerText.includes('Without exclusion')")
+    for question, reply in (("why?", "Why these verdicts"), ("try 3cosmul", "3cosmul")):
+        page.locator("#question-box textarea").fill(question)
+        page.locator("#question-box textarea").press("Enter")
+        page.wait_for_function("(text) => document.querySelector('#chat')?.innerText.includes(text)", arg=reply)
+    page.wait_for_function("() => document.querySelector('#image-space-head')?.innerText.includes('3cosmul')")
+    assert "Something went wrong" not in page.locator("body").inner_text()
+
+
 def test_classifier_tab_in_the_browser(server, page):
     page.goto(server["url"])
     page.get_by_role("tab", name="What the classifier sees").click()
