@@ -6,6 +6,7 @@ Session-scoped explorers build their gallery once into a session cache folder, s
 """
 from __future__ import annotations
 
+import logging
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,3 +136,16 @@ def tiny_blip(tmp_path_factory) -> Path:
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def no_bug_behind_a_generic_error(request, caplog):
+    """Fail a test during which the app's error guard (:func:`webui.guard.user_facing`) met an unexpected
+    exception: the user saw only "Something went wrong", so a bug hid behind it (a missing import once
+    did). A test that provokes one on purpose is marked ``expects_generic_error``."""
+    yield
+    if request.node.get_closest_marker("expects_generic_error"):
+        return
+    bugs = [r for r in caplog.get_records("call") if r.name == "iae.app" and r.levelno >= logging.ERROR]
+    assert not bugs, "\n".join(r.getMessage() + "\n" + (caplog.handler.formatter.formatException(r.exc_info)
+                                                       if r.exc_info else "") for r in bugs)

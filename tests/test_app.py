@@ -329,6 +329,7 @@ def test_valid_but_odd_uploads_are_answered(handlers, default_explorer, corpus):
         assert len(out["image_gallery"]) == 2, name
 
 
+@pytest.mark.expects_generic_error
 def test_unexpected_errors_become_a_generic_message_and_are_logged(caplog):
     def broken():
         raise RuntimeError("internal detail /secret/path")
