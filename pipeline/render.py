@@ -148,8 +148,8 @@ def word_space_text(word) -> str:
 
 def class_report(out: dict) -> str:
     """A question about classes (:meth:`pipeline.class_questions.ClassQuestionReport.as_dict`) as text:
-    per space, the answer among class centroids and among items, with verdicts and the winner without
-    exclusion; then the free word analogy of the labels."""
+    per space, the answer among class centroids and among items, with verdicts, the winner without
+    exclusion and the inputs' ranks, and the baselines' answers; then the free word analogy of the labels."""
     q = out["question"]
     lines = [f"classes {q['A']} : {q['B']} :: {q['C']} : ?  [{q['method']}{'' if q['exclude'] else ', no exclusion'}]"]
     for key, title in (("image_space", f"IMAGE SPACE ({q['layer']})"), ("caption_space", "CAPTION SPACE"),
@@ -164,9 +164,12 @@ def class_report(out: dict) -> str:
             wo = answer["without_exclusion"]
             top = ", ".join(f"{hit[name]}{' (' + hit['label'] + ')' if hit.get('label') else ''} {hit['score']:+.3f}"
                             for hit in answer["top"])
+            ranks = ", ".join(f"{role} #{rank}" for role, rank in wo["input_ranks"].items())
             lines.append(f"among {kind.split('_')[1]}: {top}")
             lines.append(f"  without exclusion: {wo[name]} ({'input ' + wo['winner'] if wo['winner'] else 'not an input'}); "
-                         f"verdicts: {', '.join(answer['verdicts'])}")
+                         f"ranks {ranks}; verdicts: {', '.join(answer['verdicts'])}")
+            lines.append("  baselines: " + ", ".join(f"{method.upper()} {pick[name] if pick else '-'}"
+                                                     for method, pick in answer["baselines"].items()))
     if out.get("word_space") and out["word_space"].get("word_answer"):
         lines += ["", "in GloVe's vocabulary:"] + ["  " + line for line in word_answer(out["word_space"]["word_answer"]).splitlines()]
     return "\n".join(lines)

@@ -54,6 +54,10 @@ def test_cli_classes_in_json_and_text_and_unknown_classes_named(imagen_explorer,
     assert main(["analogy", "Sheep", "camel", "seal", "--classes", *common]) == 0
     text = capsys.readouterr().out
     assert "among classes: otter" in text and "WORD SPACE (GloVe)" in text
+    image = out["image_space"]["among_classes"]  # the JSON above: the same question
+    ranks = ", ".join(f"{role} #{rank}" for role, rank in image["without_exclusion"]["input_ranks"].items())
+    assert f"ranks {ranks}; verdicts: {', '.join(image['verdicts'])}" in text
+    assert f"baselines: ONLY-C {image['baselines']['only-c']['class']}, IGNORE-A" in text
     assert main(["analogy", "sheep", "unicorn", "seal", "--classes", *common]) == 2
     err = capsys.readouterr().err
     assert "no class named 'unicorn'" in err and "Traceback" not in err
