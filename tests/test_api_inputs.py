@@ -311,6 +311,11 @@ def test_a_history_sent_by_the_client_is_never_read(server):
         assert message["success"], message
         assert texts(message["output"]["data"][0]) == ["why?", "an answer"]
     assert secret_copies(server) == []
+    # as the page calls it, without the placeholders of what the server keeps: the refusal says what to send
+    message = _join(server, "ask", ["why?"], None)
+    assert message["output"]["error"] == (
+        "/ask: takes 1 input (question), and 2 nulls in place of what the server keeps when called as the page "
+        "calls it; got 1 values. Call it by name (POST /gradio_api/call/NAME) to send the inputs alone."), message
 
 
 def test_control_the_old_wiring_copies_an_injected_file(server):

@@ -149,6 +149,7 @@ def test_limits_and_concurrency_are_wired(default_explorer, tmp_path):
                                         str(h.figures_folder.resolve())]
     assert options["blocked_paths"] == [str(default_explorer.gallery.root.resolve())]
     assert demo._queue.max_size == QUEUE_MAX_SIZE
+    assert demo.api_open is False  # no event skips the queue (Gradio opens /gradio_api/api/NAME off Spaces)
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
     for name in ("analogy", "ask", "classify"):
         assert by_name[name].concurrency_id == CONCURRENCY_ID

@@ -292,6 +292,16 @@ def test_server_paths_and_gallery_ids_through_the_api_are_refused(server, capfd)
     print(f"refused {2 * len(hostile)} hostile API inputs and {2 * len(bad_events)} hostile pick events")
 
 
+def test_events_cannot_skip_the_queue(server):
+    """Direct POSTs to /gradio_api/api/NAME would run an event past the queue, its size limit and the
+    model-bound concurrency limit: refused, for every named event."""
+    names = [fn.api_name for fn in server["demo"].fns.values() if fn.api_name and fn.queue]
+    assert "analogy" in names and "ask" in names
+    for name in names:
+        response = httpx.post(server["url"] + f"gradio_api/api/{name}", json={"data": []}, timeout=30)
+        assert response.status_code == 404 and "does not accept direct HTTP POST" in response.text, name
+
+
 def test_uploads_and_web_copies_still_work(client, server, tmp_path):
     from gradio_client import handle_file
 

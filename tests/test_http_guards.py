@@ -1,7 +1,8 @@
 """webui/http_guards.py against a real Gradio server on 127.0.0.1 (a tiny gr.Blocks with an upload and
-a file output, no models): Range headers that are not one byte range get 416, uploads with a
-nameless file part get 400, the rest is served exactly as Gradio serves it; an unguarded server still
-answers 500 to both (the Gradio fault the guards are for), and install() mends a running one.
+a file output, and a text event; no models): Range headers that are not one byte range get 416, uploads
+with a nameless file part get 400, requests naming an event, component or session the app does not
+have get 404, the rest is served exactly as Gradio serves it; an unguarded server still answers 500
+to each (the Gradio faults the guards are for), and install() mends a running one.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def tiny_server(folder, guarded: bool):
         upload = gr.File(label="upload")
         echoed = gr.File(label="echoed")
         gr.Button("echo").click(lambda path: path, upload, echoed, api_name="echo")
+        text, shout = gr.Textbox(label="text"), gr.Textbox(label="shout")
+        text.submit(lambda value: value.upper(), text, shout, api_name="upper")
     demo.queue()
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
@@ -46,10 +49,18 @@ def served(tmp_path_factory):
     return folder
 
 
+SERVED: dict[str, object] = {}  # url -> its gr.Blocks
+
+
 @pytest.fixture(scope="module")
 def server(served):
-    with tiny_server(served, guarded=True) as (url, _):
+    with tiny_server(served, guarded=True) as (url, demo):
+        SERVED[url] = demo
         yield url
+
+
+def server_demo(url: str):
+    return SERVED[url]
 
 
 def file_url(url: str, folder) -> str:
@@ -147,6 +158,61 @@ def test_nameless_upload_parts_are_400_and_named_ones_are_stored(server, capfd, 
     assert "Traceback" not in err and "Exception in ASGI application" not in err
 
 
+def join(url: str, body: dict) -> httpx.Response:
+    return httpx.post(url + "gradio_api/queue/join", json={"data": [], "session_hash": "guards", **body}, timeout=30)
+
+
+UNKNOWN = {  # request -> what the refusal names
+    "join, fn_index": (lambda url: join(url, {"fn_index": 999}), "fn_index 999"),
+    "join, fn_index -1": (lambda url: join(url, {"fn_index": -1}), "fn_index -1"),
+    "join, fn_index as text": (lambda url: join(url, {"fn_index": " 999"}), "fn_index 999"),
+    "join, 30-digit fn_index": (lambda url: join(url, {"fn_index": 10 ** 30}), "fn_index 1" + "0" * 30),
+    "run, fn_index": (lambda url: httpx.post(url + "gradio_api/run/predict", json={"data": [], "fn_index": 999},
+                                             timeout=30), "fn_index 999"),
+    "api, fn_index": (lambda url: httpx.post(url + "gradio_api/api/predict", json={"data": [], "fn_index": 999},
+                                             timeout=30), "fn_index 999"),
+    "call, name": (lambda url: httpx.post(url + "gradio_api/call/nope", json={"data": []}, timeout=30),
+                   "no event is named 'nope'"),
+    "call v2, name": (lambda url: httpx.post(url + "gradio_api/call/v2/nope", json={"data": []}, timeout=30),
+                      "no event is named 'nope'"),
+    "component": (lambda url: httpx.post(url + "gradio_api/component_server", timeout=30, json={
+        "session_hash": "guards", "component_id": 999, "fn_name": "x", "data": None}), "component_id 999"),
+}
+
+
+def test_unknown_events_components_and_sessions_are_404(server, capfd, caplog):
+    caplog.set_level(logging.WARNING, logger="iae.http")
+    for case, (request, named) in UNKNOWN.items():
+        response = request(server)
+        assert response.status_code == 404, (case, response.status_code, response.text[:100])
+        assert response.text == http_guards.EVENT_REFUSED.format(what=named) + "\n", case
+    nobody = httpx.get(server + "gradio_api/queue/data", params={"session_hash": "nobody"}, timeout=30)
+    assert (nobody.status_code, nobody.text) == (404, http_guards.SESSION_REFUSED.format(what="'nobody'") + "\n")
+    # what Gradio answers well itself is left to it
+    left = {
+        "no fn_index": (join(server, {}), 400), "fn_index 1.5": (join(server, {"fn_index": 1.5}), 422),
+        "not JSON": (httpx.post(server + "gradio_api/queue/join", content=b"{{", timeout=30,
+                                headers={"Content-Type": "application/json"}), 422),
+        "no session": (httpx.get(server + "gradio_api/queue/data", timeout=30), 422),
+    }
+    for case, (response, status) in left.items():
+        assert response.status_code == status, (case, response.status_code, response.text[:100])
+    # real events through every route still run, a body over the checked size included
+    upper = next(i for i, fn in server_demo(server).fns.items() if fn.api_name == "upper")
+    big = "x" * (http_guards.MAX_JSON_BYTES + 10)
+    for value in ("abc", big):
+        called = httpx.post(server + "gradio_api/call/upper", json={"data": [value]}, timeout=60)
+        assert called.status_code == 200, called.text[:100]
+        stream = httpx.get(server + f"gradio_api/call/upper/{called.json()['event_id']}", timeout=60).text
+        assert value.upper() in stream
+    assert join(server, {"fn_index": upper, "data": ["abc"], "session_hash": "real"}).status_code == 200
+    with httpx.stream("GET", server + "gradio_api/queue/data", params={"session_hash": "real"}, timeout=60) as events:
+        assert events.status_code == 200 and any('"ABC"' in line for line in events.iter_lines())
+    assert len([r for r in caplog.records if r.name == "iae.http"]) == len(UNKNOWN) + 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception in ASGI application" not in err
+
+
 def test_the_app_still_answers_through_its_api(server, tmp_path):
     from gradio_client import Client, handle_file
 
@@ -164,10 +230,16 @@ def test_unguarded_gradio_answers_500_and_install_mends_a_running_server(served)
     with tiny_server(served, guarded=False) as (url, demo):
         assert httpx.get(file_url(url, served), headers={"Range": "bytes=0-1,5-6"}, timeout=30).status_code == 500
         assert post_upload(url, nameless).status_code == 500
+        for case, (request, _) in UNKNOWN.items():
+            assert request(url).status_code == 500, case
+        with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": "nobody"}, timeout=30) as r:
+            with pytest.raises(httpx.RemoteProtocolError):  # the stream starts, then breaks on Gradio's 404
+                list(r.iter_lines())
         http_guards.install(demo)
         http_guards.install(demo)  # once is enough; twice changes nothing
         assert httpx.get(file_url(url, served), headers={"Range": "bytes=0-1,5-6"}, timeout=30).status_code == 416
         assert post_upload(url, nameless).status_code == 400
+        assert all(request(url).status_code == 404 for request, _ in UNKNOWN.values())
         ranged = httpx.get(file_url(url, served), headers={"Range": "bytes=2-3"}, timeout=30)
         assert (ranged.status_code, ranged.content) == (206, PAYLOAD[2:4])
         assert post_upload(url, multipart(b'Content-Disposition: form-data; name="files"; filename="a.jpg"')).status_code == 200

@@ -168,8 +168,13 @@ def check_event(block_fn, inputs: list, checks: Mapping[int, Check]) -> None:
     checked = [i for i, c in enumerate(components) if c._id in checks and not getattr(c, "stateful", False)]
     if len(inputs) < len(components) or (checked and len(inputs) != len(components)):
         shown_inputs = [_input_name(block_fn, i) for i, c in enumerate(components) if not getattr(c, "skip_api", False)]
-        raise ApiInputError(f"{_event_name(block_fn)}: takes {len(shown_inputs)} input{'s' * (len(shown_inputs) != 1)} "
-                            f"({', '.join(shown_inputs)}); got {len(inputs)}.")
+        takes = f"takes {len(shown_inputs)} input{'s' * (len(shown_inputs) != 1)} ({', '.join(shown_inputs)})"
+        kept = len(components) - len(shown_inputs)  # session state: the page sends null in its place
+        if kept and len(inputs) == len(shown_inputs):
+            raise ApiInputError(f"{_event_name(block_fn)}: {takes}, and {kept} null{'s' * (kept != 1)} in place of "
+                                f"what the server keeps when called as the page calls it; got {len(inputs)} values. "
+                                "Call it by name (POST /gradio_api/call/NAME) to send the inputs alone.")
+        raise ApiInputError(f"{_event_name(block_fn)}: {takes}; got {len(inputs)}.")
     for i in checked:
         checks[components[i]._id](inputs[i], _input_name(block_fn, i))
 

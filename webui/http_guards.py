@@ -1,5 +1,5 @@
-"""HTTP guards in front of the Gradio app: two kinds of request that Gradio answers with a 500 (and a
-traceback in the log) are answered 416 and 400 instead, in one plain line, with one log line each.
+"""HTTP guards in front of the Gradio app: four kinds of request that Gradio answers with a 500 (and a
+traceback in the log) are answered 416, 400 or 404 instead, in one plain line, with one log line each.
 
 * **Range** on GET/HEAD: Gradio's file route splits the value on ``-`` into exactly two parts
   (``gradio/route_utils.py``, ``file_fetch``), so ``bytes=0-1,5-6``, ``bytes=0-1-2`` or a 5,000-digit
@@ -15,19 +15,34 @@ traceback in the log) are answered 416 and 400 instead, in one plain line, with 
   are read as they pass with ``python-multipart`` (the parser Gradio itself uses), and the refusal
   replaces whatever Gradio answers. Anything the check cannot parse is left to Gradio, which answers
   malformed uploads with a 4xx itself.
+* **Unknown events** (JSON POST to ``queue/join``, ``run/NAME``, ``api/NAME``, ``call/NAME``,
+  ``call/v2/NAME``, ``component_server``): Gradio looks the event up with ``fns[fn_index]`` or by API
+  name, and a component with ``blocks[component_id]``, and raises ``KeyError`` /
+  ``FnIndexInferError`` for one it does not have. A body whose ``fn_index`` or ``component_id`` (a
+  whole number, or digits as text, as Gradio reads it) is not one of the app's, or a call by a name no
+  event has, gets ``404 Not Found``. The body (at most :data:`MAX_JSON_BYTES`; a larger one is left
+  to Gradio) is read, checked and handed on unchanged; what is not JSON is left to Gradio (it answers 422).
+* **Unknown sessions** (GET ``queue/data?session_hash=...``): Gradio starts the event stream, then
+  raises a 404 inside it for a session with no events (a broken response and a traceback). A session
+  the queue does not know gets ``404 Not Found`` before the stream starts.
 
-Gradio 6.31.0, the newest release on PyPI when this was written, has both faults.
-``tests/test_http_guards.py`` checks both against a real Gradio server, and that an unguarded one still
-fails (so the guards can go once Gradio mends them).
+Gradio 6.31.0, the newest release on PyPI when this was written, has all four faults.
+``tests/test_http_guards.py`` checks each against a real Gradio server, and that an unguarded one still
+fails (so the guards can go once Gradio mends them). The last two read the app's events and its queue's
+sessions from the Gradio app serving the request (``scope["app"].get_blocks()``); where there is none,
+those requests pass untouched. (An app that adds events per session with ``gr.render`` would need its
+sessions' events too; this app has none.)
 
 Use: ``demo.launch(..., app_kwargs=app_kwargs())`` (in place from the first request), or
 :func:`install` on an app that is not started yet or on a launched ``gr.Blocks``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -45,6 +60,10 @@ MAX_PART_HEADER_BYTES = 8 * 1024  # Gradio's own limit; a longer header block is
 _SINGLE_RANGE = re.compile(rf"([0-9]{{1,{MAX_RANGE_DIGITS}}})-([0-9]{{0,{MAX_RANGE_DIGITS}}})|-([0-9]{{1,{MAX_RANGE_DIGITS}}})")
 RANGE_REFUSED = "Range not satisfiable: send one byte range, such as bytes=0-1023 (several ranges are not served)."
 UPLOAD_REFUSED = "Upload refused: part {part} named 'files' has no file name; send every file with its name."
+MAX_JSON_BYTES = 1 << 20  # an event's JSON body read for the event check; a larger one is left to Gradio
+_EVENT_ROUTE = re.compile(r"/gradio_api/(?:queue/join|component_server|(?:run|api|call|call/v2)/([^/]+))/?")
+EVENT_REFUSED = "No such event or component: {what}. The app's API is listed at /gradio_api/info."
+SESSION_REFUSED = "No such session: {what} has no events waiting; join the queue first (POST /gradio_api/queue/join)."
 
 
 def canonical_range(values: list[bytes]) -> bytes | None:
@@ -127,9 +146,34 @@ class _GiveUp(Exception):
     """Stops the upload check's parser (a finding, or a header block too long to bother with)."""
 
 
+def unknown_event(body: Any, api_name: str | None, blocks) -> str | None:
+    """What names no event of ``blocks`` in an event request (``body``: its parsed JSON; ``api_name``:
+    the name in its path, None for ``queue/join``), as the refusal says it; None when Gradio can look
+    the event up, or will refuse the body itself."""
+    if not isinstance(body, dict):
+        return None
+    component_id = _whole_number(body.get("component_id"))
+    if component_id is not None:
+        return None if component_id in blocks.blocks else f"component_id {component_id}"
+    fn_index = body.get("fn_index")
+    if _whole_number(fn_index) is not None:
+        return None if _whole_number(fn_index) in blocks.fns else f"fn_index {_whole_number(fn_index)}"
+    if fn_index is None and api_name is not None:
+        known = any(fn.api_name == api_name for fn in blocks.fns.values())
+        return None if known else f"no event is named {api_name[:80]!r}"
+    return None
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as the whole number Gradio would read from it (an int, or digits as text), else None."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,18}\s*", value):
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class HttpGuards:
-    """ASGI middleware: the Range and upload guards of this module's docstring; every other request
-    passes through untouched."""
+    """ASGI middleware: the guards of this module's docstring; every other request passes through
+    untouched."""
 
     def __init__(self, app):
         self.app = app
@@ -146,11 +190,44 @@ class HttpGuards:
                 if canonical is None:
                     return await refuse(scope, send, 416, RANGE_REFUSED, values[0][:40])
                 scope = dict(scope, headers=[(k, v) for k, v in headers if k.lower() != b"range"] + [(b"range", canonical)])
+            if scope.get("path", "").endswith("/gradio_api/queue/data"):
+                session = unknown_session(scope)
+                if session is not None:
+                    return await refuse(scope, send, 404, SESSION_REFUSED.format(what=session))
         elif method == "POST" and scope.get("path", "").rstrip("/").endswith("/upload"):
             boundary = multipart_boundary(headers)
             if boundary:
                 return await self._upload(scope, receive, send, UploadCheck(boundary))
+        elif method == "POST" and (route := _event_route(scope)) is not None:
+            return await self._event(scope, receive, send, route.group(1))
         await self.app(scope, receive, send)
+
+    async def _event(self, scope: Scope, receive: Receive, send: Send, api_name: str | None) -> None:
+        """Read an event request's JSON body (up to :data:`MAX_JSON_BYTES`), refuse it when it names no
+        event, else hand it on as it came."""
+        read: list[Message] = []
+        size, more = 0, True
+        while more and size <= MAX_JSON_BYTES:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        blocks = _blocks(scope)
+        if not more and blocks is not None and read[-1]["type"] == "http.request":
+            try:
+                body = json.loads(b"".join(m.get("body", b"") for m in read))
+            except ValueError:  # not JSON: Gradio answers 422
+                body = None
+            problem = unknown_event(body, api_name, blocks)
+            if problem is not None:
+                return await refuse(scope, send, 404, EVENT_REFUSED.format(what=problem))
+
+        async def replay() -> Message:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, check: UploadCheck) -> None:
         started = False
@@ -175,6 +252,36 @@ class HttpGuards:
                 raise
         if check.problem is not None and not started:
             await refuse(scope, send, 400, check.problem)
+
+
+def _event_route(scope: Scope):
+    """The match of an event route (group 1: the API name in the path, None for ``queue/join``)
+    where the request is JSON, else None."""
+    content_type = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
+    if not content_type.split(b";")[0].strip().lower() == b"application/json":
+        return None
+    path = scope.get("path", "")
+    start = path.find("/gradio_api/")
+    return _EVENT_ROUTE.fullmatch(path[start:]) if start >= 0 else None
+
+
+def _blocks(scope: Scope):
+    """The ``gr.Blocks`` the Gradio app serving this request runs, or None (not a Gradio app)."""
+    app = scope.get("app")
+    return app.get_blocks() if hasattr(app, "get_blocks") else None
+
+
+def unknown_session(scope: Scope) -> str | None:
+    """The session of a ``queue/data`` request when the app's queue has no events for it (as the
+    refusal shows it), else None (also where the queue cannot be read: Gradio decides)."""
+    blocks = _blocks(scope)
+    pending = getattr(getattr(blocks, "_queue", None), "pending_messages_per_session", None)
+    if pending is None:
+        return None
+    sessions = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
+    if len(sessions) != 1:
+        return None  # none, or several: Gradio's own check answers
+    return None if sessions[0] in pending else repr(sessions[0][:40])
 
 
 def multipart_boundary(headers: list[tuple[bytes, bytes]]) -> bytes | None:

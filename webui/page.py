@@ -125,7 +125,9 @@ def build_demo(h: Handlers) -> gr.Blocks:
                       **_classifier_tab(h),
                       **_evaluation_tab(h, demo)}
     api_inputs.install(demo, checks)
-    demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    # api_open=False: Gradio otherwise (anywhere but on a Space) answers POST /gradio_api/api/NAME directly,
+    # past the queue, its size limit and the model-bound events' concurrency limit
+    demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=QUEUE_MAX_SIZE, api_open=False)
     return demo
 
 
