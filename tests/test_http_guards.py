@@ -194,6 +194,9 @@ def test_unknown_events_components_and_sessions_are_404(server, capfd, caplog):
         "not JSON": (httpx.post(server + "gradio_api/queue/join", content=b"{{", timeout=30,
                                 headers={"Content-Type": "application/json"}), 422),
         "no session": (httpx.get(server + "gradio_api/queue/data", timeout=30), 422),
+        "nested 50,000 deep": (httpx.post(server + "gradio_api/queue/join", timeout=30,
+                                          content=b'{"fn_index": 999, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+                                          headers={"Content-Type": "application/json"}), 400),
     }
     for case, (response, status) in left.items():
         assert response.status_code == status, (case, response.status_code, response.text[:100])

@@ -155,10 +155,10 @@ def unknown_event(body: Any, api_name: str | None, blocks) -> str | None:
     component_id = _whole_number(body.get("component_id"))
     if component_id is not None:
         return None if component_id in blocks.blocks else f"component_id {component_id}"
-    fn_index = body.get("fn_index")
-    if _whole_number(fn_index) is not None:
-        return None if _whole_number(fn_index) in blocks.fns else f"fn_index {_whole_number(fn_index)}"
-    if fn_index is None and api_name is not None:
+    fn_index = _whole_number(body.get("fn_index"))
+    if fn_index is not None:
+        return None if fn_index in blocks.fns else f"fn_index {fn_index}"
+    if body.get("fn_index") is None and api_name is not None:
         known = any(fn.api_name == api_name for fn in blocks.fns.values())
         return None if known else f"no event is named {api_name[:80]!r}"
     return None
@@ -218,7 +218,7 @@ class HttpGuards:
         if not more and blocks is not None and read[-1]["type"] == "http.request":
             try:
                 body = json.loads(b"".join(m.get("body", b"") for m in read))
-            except ValueError:  # not JSON: Gradio answers 422
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply for Python's parser: Gradio's
                 body = None
             problem = unknown_event(body, api_name, blocks)
             if problem is not None:
