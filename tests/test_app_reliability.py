@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
+import gradio as gr
 import httpx
 import pytest
 from PIL import Image
@@ -290,6 +291,19 @@ def test_server_paths_and_gallery_ids_through_the_api_are_refused(server, capfd)
     assert Path(picked).read_bytes() == h.previews.path(6).read_bytes()
     assert h.find_item(picked) == 6
     print(f"refused {2 * len(hostile)} hostile API inputs and {2 * len(bad_events)} hostile pick events")
+
+
+def test_example_clicks_take_only_an_example_index(server):
+    """The examples' click events (Gradio's own handlers) failed with a traceback on anything but an
+    example's index; now refused in one line, and a real index still fills the slots."""
+    load = next(i for i, fn in server["demo"].fns.items() if any(isinstance(c, gr.Dataset) for c in fn.inputs))
+    count = len(next(c for c in server["demo"].fns[load].inputs if isinstance(c, gr.Dataset)).raw_samples)
+    for value in (None, -1, count, 10 ** 30, "0", 1.5, True, [0], {"index": 0}):
+        message = join_event(server["url"], load, [value], f"s{time.monotonic_ns()}")
+        assert not message["success"] and message["output"]["error"].endswith(
+            f"is not an example; give the index of one of the {count} examples (0 to {count - 1})."), (value, message)
+    message = join_event(server["url"], load, [0], f"s{time.monotonic_ns()}")
+    assert message["success"] and len(message["output"]["data"]) >= 3, message
 
 
 def test_events_cannot_skip_the_queue(server):

@@ -14,6 +14,7 @@ the page itself sends, so the page works exactly as before.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -85,6 +86,15 @@ def top_k(value: Any, name: str = "top_k", *, max_top_k: int) -> int:
         raise ApiInputError(f"{name}: {shown(value)} is not a whole number from 1 to {max_top_k}; give one, "
                             "such as 5 (a JSON number, not a string).")
     return whole
+
+
+def example_index(value: Any, name: str = "example", *, count: int) -> int:
+    """The index of one of ``count`` examples of a ``gr.Dataset`` (what the page sends for a click on
+    one): a whole number from 0 to ``count - 1``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < count:
+        return value
+    raise ApiInputError(f"{name}: {shown(value)} is not an example; give the index of one of the {count} "
+                        f"examples (0 to {count - 1}).")
 
 
 def question(value: Any, name: str = "question") -> str:
@@ -181,11 +191,15 @@ def check_event(block_fn, inputs: list, checks: Mapping[int, Check]) -> None:
 
 def install(blocks, checks: Mapping[Any, Check]) -> None:
     """Run ``checks`` ({component: check}) on the inputs of every event of ``blocks`` as they are
-    sent, before Gradio preprocesses them; also refuse any event called with too few inputs. A
-    refusal reaches the caller as ``gr.Error(one line)`` (no traceback in the log) and is logged in
-    one line. Hooks ``Blocks.preprocess_data`` (Gradio 6), through which every event's inputs pass."""
+    sent, before Gradio preprocesses them; also refuse any event called with too few inputs, and any
+    ``gr.Dataset`` input (the examples' clicks, whose handlers Gradio writes) that is not the index of
+    one of its examples. A refusal reaches the caller as ``gr.Error(one line)`` (no traceback in the
+    log) and is logged in one line. Hooks ``Blocks.preprocess_data`` (Gradio 6), through which every
+    event's inputs pass."""
 
-    by_id = {component._id: check for component, check in checks.items()}
+    by_id = {block._id: functools.partial(example_index, count=len(block.raw_samples))
+             for block in blocks.blocks.values() if isinstance(block, gr.Dataset)}
+    by_id.update((component._id, check) for component, check in checks.items())
     original = blocks.preprocess_data
 
     async def preprocess_data(block_fn, inputs, state, explicit_call=False):
