@@ -1,7 +1,7 @@
 """webui/http_guards.py against a real Gradio server on 127.0.0.1 (a tiny gr.Blocks with an upload and
 a file output, and a text event; no models): Range headers that are not one byte range get 416, uploads
 with a nameless file part get 400, requests naming an event, component or session the app does not
-have get 404, the rest is served exactly as Gradio serves it; an unguarded server still answers 500
+have, or streams of a session without events, get 404, the rest is served exactly as Gradio serves it; an unguarded server still answers 500
 to each (the Gradio faults the guards are for), and install() mends a running one.
 """
 from __future__ import annotations
@@ -186,8 +186,11 @@ def test_unknown_events_components_and_sessions_are_404(server, capfd, caplog):
         response = request(server)
         assert response.status_code == 404, (case, response.status_code, response.text[:100])
         assert response.text == http_guards.EVENT_REFUSED.format(what=named) + "\n", case
-    nobody = httpx.get(server + "gradio_api/queue/data", params={"session_hash": "nobody"}, timeout=30)
-    assert (nobody.status_code, nobody.text) == (404, http_guards.SESSION_REFUSED.format(what="'nobody'") + "\n")
+    for stream, what in ((("gradio_api/queue/data", {"session_hash": "nobody"}), "session 'nobody'"),
+                         (("gradio_api/call/upper/no-such-event", None), "event 'no-such-event'"),
+                         (("gradio_api/call/nope/no-such-event", None), "event 'no-such-event'")):
+        nothing = httpx.get(server + stream[0], params=stream[1], timeout=30)
+        assert (nothing.status_code, nothing.text) == (404, http_guards.STREAM_REFUSED.format(what=what) + "\n")
     # what Gradio answers well itself is left to it
     left = {
         "no fn_index": (join(server, {}), 400), "fn_index 1.5": (join(server, {"fn_index": 1.5}), 422),
@@ -211,7 +214,7 @@ def test_unknown_events_components_and_sessions_are_404(server, capfd, caplog):
     assert join(server, {"fn_index": upper, "data": ["abc"], "session_hash": "real"}).status_code == 200
     with httpx.stream("GET", server + "gradio_api/queue/data", params={"session_hash": "real"}, timeout=60) as events:
         assert events.status_code == 200 and any('"ABC"' in line for line in events.iter_lines())
-    assert len([r for r in caplog.records if r.name == "iae.http"]) == len(UNKNOWN) + 1
+    assert len([r for r in caplog.records if r.name == "iae.http"]) == len(UNKNOWN) + 3
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception in ASGI application" not in err
 
@@ -235,14 +238,16 @@ def test_unguarded_gradio_answers_500_and_install_mends_a_running_server(served)
         assert post_upload(url, nameless).status_code == 500
         for case, (request, _) in UNKNOWN.items():
             assert request(url).status_code == 500, case
-        with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": "nobody"}, timeout=30) as r:
-            with pytest.raises(httpx.RemoteProtocolError):  # the stream starts, then breaks on Gradio's 404
-                list(r.iter_lines())
+        for stream in ("gradio_api/queue/data?session_hash=nobody", "gradio_api/call/upper/no-such-event"):
+            with httpx.stream("GET", url + stream, timeout=30) as r:
+                with pytest.raises(httpx.RemoteProtocolError):  # the stream starts, then breaks on Gradio's 404
+                    list(r.iter_lines())
         http_guards.install(demo)
         http_guards.install(demo)  # once is enough; twice changes nothing
         assert httpx.get(file_url(url, served), headers={"Range": "bytes=0-1,5-6"}, timeout=30).status_code == 416
         assert post_upload(url, nameless).status_code == 400
         assert all(request(url).status_code == 404 for request, _ in UNKNOWN.values())
+        assert httpx.get(url + "gradio_api/call/upper/no-such-event", timeout=30).status_code == 404
         ranged = httpx.get(file_url(url, served), headers={"Range": "bytes=2-3"}, timeout=30)
         assert (ranged.status_code, ranged.content) == (206, PAYLOAD[2:4])
         assert post_upload(url, multipart(b'Content-Disposition: form-data; name="files"; filename="a.jpg"')).status_code == 200

@@ -22,9 +22,10 @@ traceback in the log) are answered 416, 400 or 404 instead, in one plain line, w
   whole number, or digits as text, as Gradio reads it) is not one of the app's, or a call by a name no
   event has, gets ``404 Not Found``. The body (at most :data:`MAX_JSON_BYTES`; a larger one is left
   to Gradio) is read, checked and handed on unchanged; what is not JSON is left to Gradio (it answers 422).
-* **Unknown sessions** (GET ``queue/data?session_hash=...``): Gradio starts the event stream, then
-  raises a 404 inside it for a session with no events (a broken response and a traceback). A session
-  the queue does not know gets ``404 Not Found`` before the stream starts.
+* **Streams of nothing** (GET ``queue/data?session_hash=...``, ``call/NAME/EVENT_ID``): Gradio starts
+  the event stream, then raises a 404 inside it for a session with no events (a broken response and
+  a traceback). A stream whose session the queue does not know (for ``call/``, the session of the
+  event, found as Gradio finds it) gets ``404 Not Found`` before it starts.
 
 Gradio 6.31.0, the newest release on PyPI when this was written, has all four faults.
 ``tests/test_http_guards.py`` checks each against a real Gradio server, and that an unguarded one still
@@ -63,7 +64,9 @@ UPLOAD_REFUSED = "Upload refused: part {part} named 'files' has no file name; se
 MAX_JSON_BYTES = 1 << 20  # an event's JSON body read for the event check; a larger one is left to Gradio
 _EVENT_ROUTE = re.compile(r"/gradio_api/(?:queue/join|component_server|(?:run|api|call|call/v2)/([^/]+))/?")
 EVENT_REFUSED = "No such event or component: {what}. The app's API is listed at /gradio_api/info."
-SESSION_REFUSED = "No such session: {what} has no events waiting; join the queue first (POST /gradio_api/queue/join)."
+_CALL_STREAM = re.compile(r"/gradio_api/call/(?:v2/)?[^/]+/([^/]+)/?")
+STREAM_REFUSED = ("Nothing to stream: {what} has no events waiting; start one first (POST /gradio_api/queue/join, "
+                  "or /gradio_api/call/NAME).")
 
 
 def canonical_range(values: list[bytes]) -> bytes | None:
@@ -190,10 +193,9 @@ class HttpGuards:
                 if canonical is None:
                     return await refuse(scope, send, 416, RANGE_REFUSED, values[0][:40])
                 scope = dict(scope, headers=[(k, v) for k, v in headers if k.lower() != b"range"] + [(b"range", canonical)])
-            if scope.get("path", "").endswith("/gradio_api/queue/data"):
-                session = unknown_session(scope)
-                if session is not None:
-                    return await refuse(scope, send, 404, SESSION_REFUSED.format(what=session))
+            nothing = stream_of_nothing(scope)
+            if nothing is not None:
+                return await refuse(scope, send, 404, STREAM_REFUSED.format(what=nothing))
         elif method == "POST" and scope.get("path", "").rstrip("/").endswith("/upload"):
             boundary = multipart_boundary(headers)
             if boundary:
@@ -271,17 +273,41 @@ def _blocks(scope: Scope):
     return app.get_blocks() if hasattr(app, "get_blocks") else None
 
 
-def unknown_session(scope: Scope) -> str | None:
-    """The session of a ``queue/data`` request when the app's queue has no events for it (as the
-    refusal shows it), else None (also where the queue cannot be read: Gradio decides)."""
-    blocks = _blocks(scope)
-    pending = getattr(getattr(blocks, "_queue", None), "pending_messages_per_session", None)
+def stream_of_nothing(scope: Scope) -> str | None:
+    """For a request for an event stream (``queue/data``, ``call/NAME/EVENT_ID``) whose session has no
+    events in the app's queue: what it asked for, as the refusal says it; else None (also where the
+    queue cannot be read: Gradio decides)."""
+    queue = getattr(_blocks(scope), "_queue", None)
+    pending = getattr(queue, "pending_messages_per_session", None)
     if pending is None:
         return None
-    sessions = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
-    if len(sessions) != 1:
-        return None  # none, or several: Gradio's own check answers
-    return None if sessions[0] in pending else repr(sessions[0][:40])
+    path = scope.get("path", "")
+    start = path.find("/gradio_api/")
+    path = path[start:] if start >= 0 else ""
+    if path.rstrip("/") == "/gradio_api/queue/data":
+        sessions = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
+        if len(sessions) != 1:
+            return None  # none, or several: Gradio's own check answers
+        session, what = sessions[0], f"session {sessions[0][:40]!r}"
+    elif (call := _CALL_STREAM.fullmatch(path)) is not None:
+        session, what = _session_of_event(queue, call.group(1)), f"event {call.group(1)[:40]!r}"
+    else:
+        return None
+    return None if session is None or session in pending else what
+
+
+def _session_of_event(queue, event_id: str) -> str | None:
+    """The session whose messages Gradio's ``call/NAME/EVENT_ID`` route streams (``routes.py``,
+    ``simple_predict_get``): the event's, else the one still holding its id, else the id itself;
+    None where the queue cannot be read."""
+    events = getattr(queue, "event_ids_to_events", None)
+    held = getattr(queue, "pending_event_ids_session", None)
+    if events is None or held is None:
+        return None
+    event = events.get(event_id)
+    if event is not None:
+        return event.session_hash
+    return next((session for session, ids in list(held.items()) if event_id in ids), event_id)
 
 
 def multipart_boundary(headers: list[tuple[bytes, bytes]]) -> bytes | None:
