@@ -188,7 +188,8 @@ def test_unknown_events_components_and_sessions_are_404(server, capfd, caplog):
         assert response.text == http_guards.EVENT_REFUSED.format(what=named) + "\n", case
     for stream, what in ((("gradio_api/queue/data", {"session_hash": "nobody"}), "session 'nobody'"),
                          (("gradio_api/call/upper/no-such-event", None), "event 'no-such-event'"),
-                         (("gradio_api/call/nope/no-such-event", None), "event 'no-such-event'")):
+                         (("gradio_api/call/nope/no-such-event", None), "event 'no-such-event'"),
+                         (("gradio_api/call/upper/x%0a2026 forged", None), "event 'x\\n2026 forged'")):
         nothing = httpx.get(server + stream[0], params=stream[1], timeout=30)
         assert (nothing.status_code, nothing.text) == (404, http_guards.STREAM_REFUSED.format(what=what) + "\n")
     # what Gradio answers well itself is left to it
@@ -214,7 +215,8 @@ def test_unknown_events_components_and_sessions_are_404(server, capfd, caplog):
     assert join(server, {"fn_index": upper, "data": ["abc"], "session_hash": "real"}).status_code == 200
     with httpx.stream("GET", server + "gradio_api/queue/data", params={"session_hash": "real"}, timeout=60) as events:
         assert events.status_code == 200 and any('"ABC"' in line for line in events.iter_lines())
-    assert len([r for r in caplog.records if r.name == "iae.http"]) == len(UNKNOWN) + 3
+    refused = [r.getMessage() for r in caplog.records if r.name == "iae.http"]
+    assert len(refused) == len(UNKNOWN) + 4 and not any("\n" in line for line in refused)  # paths escaped
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception in ASGI application" not in err
 

@@ -320,11 +320,12 @@ def multipart_boundary(headers: list[tuple[bytes, bytes]]) -> bytes | None:
 
 
 async def refuse(scope: Scope, send: Send, status: int, text: str, detail: bytes | None = None) -> None:
-    """Answer ``status`` with ``text`` (one line, plain text) and log one line."""
+    """Answer ``status`` with ``text`` (one line, plain text) and log one line (the path escaped: a
+    decoded ``%0a`` would otherwise start a forged log line)."""
     path = scope.get("path", "")
     shown = f" ({detail.decode('latin-1')!r})" if detail is not None else ""
-    log.warning("refused %s %s with %d: %s%s", scope.get("method"), path[:80] + ("..." if len(path) > 80 else ""),
-                status, text, shown)
+    log.warning("refused %s %s with %d: %s%s", scope.get("method"),
+                repr(path[:80])[1:-1] + ("..." if len(path) > 80 else ""), status, text, shown)
     body = (text + "\n").encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
