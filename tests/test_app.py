@@ -363,7 +363,8 @@ def test_user_errors_are_logged_in_one_line_without_a_traceback(caplog):
         return handler
 
     caplog.set_level("INFO", logger="iae.app")
-    for error in (ImageError("photo.jpg: not an image. Upload a JPEG."), gr.Error("Type a question first.\nPlease.")):
+    for error in (ImageError("photo.jpg: not an image. Upload a JPEG."), gr.Error("Type a question first.\nPlease."),
+                  ImageError("\x1b[2J\x1b[31mred\u2028.jpg: not an image.")):  # an upload's name chosen by the client
         with pytest.raises(gr.Error) as caught:
             user_facing(refuses(error))()
         assert caught.value.print_exception is False
@@ -376,7 +377,8 @@ def test_user_errors_are_logged_in_one_line_without_a_traceback(caplog):
     assert caught.value.message == "No page 7."
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["refused handler: photo.jpg: not an image. Upload a JPEG.",
-                     "refused handler: Type a question first. Please.", "refused turn_page: No page 7."], lines
+                     "refused handler: Type a question first. Please.",
+                     "refused handler: \\x1b[2J\\x1b[31mred .jpg: not an image.", "refused turn_page: No page 7."], lines
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
 
 

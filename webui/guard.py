@@ -55,8 +55,11 @@ def handler_name(fn: Callable) -> str:
 
 
 def _log_refusal(fn: Callable, message) -> None:
+    """One log line: whitespace runs as one space, at most :data:`MAX_LOGGED_CHARS` characters, other
+    control characters escaped (a message may quote an upload's name, which the client chose)."""
     text = " ".join(str(message).split())
     if len(text) > MAX_LOGGED_CHARS:
         text = text[:MAX_LOGGED_CHARS] + "..."
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
     log.warning("refused %s: %s", handler_name(fn), text)
 
