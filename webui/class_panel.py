@@ -14,6 +14,8 @@ from .format import esc
 from .word_panel import word_answer_html
 
 SPACES = (("image_space", "Image space"), ("caption_space", "Caption space"), ("word_space", "Word space"))
+ANSWERS = (("among_classes", "class", "Among classes"), ("among_items", "item", "Among items"))  # (key, name, title)
+COLUMN_STYLE = "flex:1;min-width:240px;overflow-wrap:anywhere"  # long file names wrap inside their column
 
 
 def gallery_classes(gallery) -> list[str]:
@@ -25,9 +27,6 @@ def class_examples(gallery, talk: tuple[tuple[str, str, str], ...]) -> list[list
     """The talk's class questions whose three labels this gallery has."""
     known = set(gallery_classes(gallery))
     return [list(t) for t in talk if set(t) <= known]
-
-
-ANSWERS = (("among_classes", "class", "Among classes"), ("among_items", "item", "Among items"))
 
 
 def _answer_html(answer: dict, key: str, title: str) -> str:
@@ -65,7 +64,7 @@ def class_report_html(out: dict) -> str:
             verdicts += [v for part, _, _ in ANSWERS for v in space[part]["verdicts"]]
             if space.get("word_answer"):
                 body += word_answer_html(space["word_answer"])
-        columns.append(f'<div class="iae-class-space" style="flex:1;min-width:240px;overflow-wrap:anywhere"><h3>{title}</h3>{body}</div>')
+        columns.append(f'<div class="iae-class-space" style="{COLUMN_STYLE}"><h3>{title}</h3>{body}</div>')
     head = (f"<h3>Classes: {esc(q['A'])} : {esc(q['B'])} :: {esc(q['C'])} : ? "
             f"<small>({esc(q['method'])}, exclusion {'on' if q['exclude'] else 'off'})</small></h3>")
     return (head + '<div style="display:flex;gap:16px;flex-wrap:wrap">' + "".join(columns) + "</div>"
