@@ -282,6 +282,13 @@ def test_server_paths_and_gallery_ids_through_the_api_are_refused(server, capfd)
             assert message["output"]["error"] in ("Click a gallery thumbnail to pick it.",
                                                   "That thumbnail is no longer in the gallery panel; filter again "
                                                   "and pick another."), (api_name, event, text[:300])
+    # event data naming a file the app did not serve: Gradio's own check refuses it, first, in one line
+    for value in (file_data("/etc/passwd"), [file_data(root / "captions.csv")], {"image": file_data("/etc/passwd")}):
+        for event in ({"index": 0, "value": value}, {"index": value, "value": None}):
+            response = httpx.post(server["url"] + "gradio_api/queue/join", timeout=30, json={
+                "data": ["A", []], "fn_index": fn_index(server, "pick"), "session_hash": "files", "event_data": event})
+            assert response.status_code == 403 and "is not in the cache folder and cannot be accessed" in response.text
+            assert "root:x:" not in response.text and caption_line not in response.text
     assert "Traceback" not in capfd.readouterr().err
     # a good index picks the item from the server-side panel (not the ids the caller sent), as a copy; the
     # value (what the page shows) is not needed

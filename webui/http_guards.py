@@ -1,5 +1,5 @@
-"""HTTP guards in front of the Gradio app: four kinds of request that Gradio answers with a 500 (and a
-traceback in the log) are answered 416, 400 or 404 instead, in one plain line, with one log line each.
+"""HTTP guards in front of the Gradio app: kinds of request that Gradio answers with a 500 or a
+traceback in the log are answered 416, 400, 403 or 404 instead, in one plain line, with one log line each.
 
 * **Range** on GET/HEAD: Gradio's file route splits the value on ``-`` into exactly two parts
   (``gradio/route_utils.py``, ``file_fetch``), so ``bytes=0-1,5-6``, ``bytes=0-1-2`` or a 5,000-digit
@@ -22,15 +22,20 @@ traceback in the log) are answered 416, 400 or 404 instead, in one plain line, w
   whole number, or digits as text, as Gradio reads it) is not one of the app's, or a call by a name no
   event has, gets ``404 Not Found``. The body (at most :data:`MAX_JSON_BYTES`; a larger one is left
   to Gradio) is read, checked and handed on unchanged; what is not JSON is left to Gradio (it answers 422).
+* **Files in event data** (the same bodies): event data naming a file outside Gradio's upload folder
+  and static paths is refused by Gradio's own check (``processing_utils.check_all_files_in_cache``),
+  with a traceback in the log; the guard runs that check first and answers ``403 Forbidden`` with its
+  message. (The page's clicks on a gallery name the thumbnails, which are static paths.)
 * **Streams of nothing** (GET ``queue/data?session_hash=...``, ``call/NAME/EVENT_ID``): Gradio starts
   the event stream, then raises a 404 inside it for a session with no events (a broken response and
   a traceback). A stream whose session the queue does not know (for ``call/``, the session of the
   event, found as Gradio finds it) gets ``404 Not Found`` before it starts.
 
-Gradio 6.31.0, the newest release on PyPI when this was written, has all four faults.
+Gradio 6.31.0, the newest release on PyPI when this was written, has all these faults.
 ``tests/test_http_guards.py`` checks each against a real Gradio server, and that an unguarded one still
-fails (so the guards can go once Gradio mends them). The last two read the app's events and its queue's
-sessions from the Gradio app serving the request (``scope["app"].get_blocks()``); where there is none,
+fails (so the guards can go once Gradio mends them); the files guard is checked on the app itself
+(``tests/test_app_reliability.py``: its pick events take event data). The event and stream guards read the app's events
+and its queue's sessions from the Gradio app serving the request (``scope["app"].get_blocks()``); where there is none,
 those requests pass untouched. (An app that adds events per session with ``gr.render`` would need its
 sessions' events too; this app has none.)
 
@@ -45,6 +50,8 @@ import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
+from gradio.exceptions import Error as GradioError
+from gradio.processing_utils import check_all_files_in_cache
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.middleware import Middleware
@@ -167,6 +174,19 @@ def unknown_event(body: Any, api_name: str | None, blocks) -> str | None:
     return None
 
 
+def foreign_files(body: Any) -> str | None:
+    """Gradio's refusal of the files an event's data names (``event_data``: a file outside its upload
+    folder and static paths), or None when there is none to refuse."""
+    data = body.get("event_data") if isinstance(body, dict) else None
+    if data is None:
+        return None
+    try:
+        check_all_files_in_cache(data)
+    except GradioError as exc:
+        return " ".join(str(exc.message).split())
+    return None
+
+
 def _whole_number(value: Any) -> int | None:
     """``value`` as the whole number Gradio would read from it (an int, or digits as text), else None."""
     if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,18}\s*", value):
@@ -225,6 +245,9 @@ class HttpGuards:
             problem = unknown_event(body, api_name, blocks)
             if problem is not None:
                 return await refuse(scope, send, 404, EVENT_REFUSED.format(what=problem))
+            problem = foreign_files(body)
+            if problem is not None:
+                return await refuse(scope, send, 403, problem)
 
         async def replay() -> Message:
             return read.pop(0) if read else await receive()
