@@ -285,9 +285,14 @@ def _event_route(scope: Scope):
     content_type = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
     if not content_type.split(b";")[0].strip().lower() == b"application/json":
         return None
+    return _EVENT_ROUTE.fullmatch(_api_path(scope))
+
+
+def _api_path(scope: Scope) -> str:
+    """The request's path from ``/gradio_api/`` on (whatever root path the app is mounted under), or ""."""
     path = scope.get("path", "")
     start = path.find("/gradio_api/")
-    return _EVENT_ROUTE.fullmatch(path[start:]) if start >= 0 else None
+    return path[start:] if start >= 0 else ""
 
 
 def _blocks(scope: Scope):
@@ -299,23 +304,22 @@ def _blocks(scope: Scope):
 def stream_of_nothing(scope: Scope) -> str | None:
     """For a request for an event stream (``queue/data``, ``call/NAME/EVENT_ID``) whose session has no
     events in the app's queue: what it asked for, as the refusal says it; else None (also where the
-    queue cannot be read: Gradio decides)."""
+    queue cannot be read: Gradio decides). Any other request is let through on its path alone."""
+    path = _api_path(scope)
+    call = _CALL_STREAM.fullmatch(path)
+    if call is None and path.rstrip("/") != "/gradio_api/queue/data":
+        return None
     queue = getattr(_blocks(scope), "_queue", None)
     pending = getattr(queue, "pending_messages_per_session", None)
     if pending is None:
         return None
-    path = scope.get("path", "")
-    start = path.find("/gradio_api/")
-    path = path[start:] if start >= 0 else ""
-    if path.rstrip("/") == "/gradio_api/queue/data":
+    if call is not None:
+        session, what = _session_of_event(queue, call.group(1)), f"event {call.group(1)[:40]!r}"
+    else:
         sessions = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
         if len(sessions) != 1:
             return None  # none, or several: Gradio's own check answers
         session, what = sessions[0], f"session {sessions[0][:40]!r}"
-    elif (call := _CALL_STREAM.fullmatch(path)) is not None:
-        session, what = _session_of_event(queue, call.group(1)), f"event {call.group(1)[:40]!r}"
-    else:
-        return None
     return None if session is None or session in pending else what
 
 
