@@ -50,8 +50,7 @@ def space_lines(result: SpaceResult | None, title: str) -> list[str]:
         lines.append(f"{rank}. {hit.score:+.3f}  {hit.path}" + (f"  ({hit.label})" if hit.label else ""))
     wo = result.without_exclusion
     winner = f"input {wo['winner']}" if wo["winner"] else "not an input"
-    ranks = ", ".join(f"{role} #{rank}" for role, rank in wo["input_ranks"].items())
-    lines.append(f"without exclusion: {winner}; ranks {ranks}")
+    lines.append(f"without exclusion: {winner}; ranks {input_ranks(wo['input_ranks'])}")
     only_c = result.baselines.get("only-c")
     if only_c:
         lines.append(f"ONLY-C answer: {only_c.path}")
@@ -61,6 +60,16 @@ def space_lines(result: SpaceResult | None, title: str) -> list[str]:
         lines.append(f"|b-a| {m['offset_norm']:.3f} = {m['offset_relative']:.2f} x NN distance; "
                      f"cos(b-a, d-c) {m['offset_consistency']:+.3f}; cos(d, c) {m['cos_answer_c']:+.3f}")
     return lines
+
+
+def input_ranks(ranks: dict[str, int | None]) -> str:
+    """``{"A": 3, "B": None, ...}`` as "A #3, B (not among them), ..." (None: outside the candidates)."""
+    return ", ".join(f"{role} #{rank}" if rank else f"{role} (not among them)" for role, rank in ranks.items())
+
+
+def baselines_line(baselines: dict[str, dict | None], key: str) -> str:
+    """"baselines: ONLY-C x, IGNORE-A y, ..." from named answers (``{method: {key: name, ...} or None}``)."""
+    return "baselines: " + ", ".join(f"{method.upper()} {pick[key] if pick else '-'}" for method, pick in baselines.items())
 
 
 def why_lines(space: dict | None) -> list[str]:
@@ -110,11 +119,9 @@ def word_answer(out: dict) -> str:
              f"answers among the {out['vocab_size']:,} most frequent words]"]
     lines += [f"{rank}. {hit['score']:+.3f}  {hit['word']}" for rank, hit in enumerate(out["top"], 1)]
     wo = out["without_exclusion"]
-    ranks = ", ".join(f"{role} #{rank}" if rank else f"{role} (not among them)" for role, rank in wo["input_ranks"].items())
     who = f"input {wo['winner']}" if wo["winner"] else "not an input"
-    lines.append(f"without exclusion: {wo['word']} ({wo['score']:+.3f}), {who}; ranks {ranks}")
-    lines.append("baselines: " + ", ".join(f"{name.upper()} {hit['word'] if hit else '-'}"
-                                           for name, hit in out["baselines"].items()))
+    lines.append(f"without exclusion: {wo['word']} ({wo['score']:+.3f}), {who}; ranks {input_ranks(wo['input_ranks'])}")
+    lines.append(baselines_line(out["baselines"], "word"))
     for role in "ABC":
         i = inputs[role]
         if len(i["words"]) != 1 or i["missing"]:
@@ -164,12 +171,10 @@ def class_report(out: dict) -> str:
             wo = answer["without_exclusion"]
             top = ", ".join(f"{hit[name]}{' (' + hit['label'] + ')' if hit.get('label') else ''} {hit['score']:+.3f}"
                             for hit in answer["top"])
-            ranks = ", ".join(f"{role} #{rank}" for role, rank in wo["input_ranks"].items())
             lines.append(f"among {kind.split('_')[1]}: {top}")
             lines.append(f"  without exclusion: {wo[name]} ({'input ' + wo['winner'] if wo['winner'] else 'not an input'}); "
-                         f"ranks {ranks}; verdicts: {', '.join(answer['verdicts'])}")
-            lines.append("  baselines: " + ", ".join(f"{method.upper()} {pick[name] if pick else '-'}"
-                                                     for method, pick in answer["baselines"].items()))
+                         f"ranks {input_ranks(wo['input_ranks'])}; verdicts: {', '.join(answer['verdicts'])}")
+            lines.append("  " + baselines_line(answer["baselines"], name))
     if out.get("word_space") and out["word_space"].get("word_answer"):
         lines += ["", "in GloVe's vocabulary:"] + ["  " + line for line in word_answer(out["word_space"]["word_answer"]).splitlines()]
     return "\n".join(lines)
